@@ -1,0 +1,57 @@
+#pragma once
+// The installation's own certificate authority: created fresh per installation, stored as
+// DIR/ca.pem and DIR/ca.key (PEM, key mode 0600), shown, exported for devices and imported.
+#include <ctime>
+#include <filesystem>
+#include <string>
+
+#include "common/result.hpp"
+#include "pki/openssl_handles.hpp"
+
+namespace tlsgate::pki {
+
+enum class KeyType { ec_p256, rsa_3072 };
+
+struct CertificateAuthority {
+    X509Ptr cert;
+    EvpPkeyPtr key;
+};
+
+inline constexpr const char* kCaCertFile = "ca.pem";
+inline constexpr const char* kCaKeyFile = "ca.key";
+
+// subject: "CN=...,O=..." (comma-separated RDNs; "\," escapes a comma). Root: basicConstraints
+// critical CA:TRUE pathlen:0; keyUsage critical keyCertSign+cRLSign; SKI and AKI; random 128-bit
+// serial; valid from one hour ago for `validity_days`.
+Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
+                                       int validity_days = 3650);
+// Writes ca.pem and ca.key (0600, created exclusively). Refuses when either exists, unless
+// `force`. Creates `dir` (0700) if missing.
+Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force);
+Result<CertificateAuthority> load_ca(const std::filesystem::path& dir);
+// Reads a CA certificate and key from any files, checks the key matches and the certificate is a
+// CA (basicConstraints CA:TRUE, keyCertSign when keyUsage is present).
+Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,
+                                           const std::filesystem::path& key_file);
+
+struct CertificateSummary {
+    std::string subject;      // one line, RFC 2253 order
+    std::string issuer;
+    std::string not_before;   // "2026-11-22T15:33:36Z"
+    std::string not_after;
+    std::string sha256_fingerprint;  // upper-case hex with colons, like openssl x509 -fingerprint
+    std::string spki_sha256;         // lower-case hex, no colons (as FACTS.md and browsers list)
+};
+CertificateSummary summarize(X509* cert);
+
+enum class ExportFormat { pem, der, p12 };
+// The certificate only, never the key. p12 is a certificate-only PKCS#12 with an empty password
+// (what Android and Windows import).
+Result<std::string> export_certificate(X509* cert, ExportFormat format);
+
+std::string sha256_fingerprint_hex(X509* cert);  // lower-case hex, no colons
+std::string spki_sha256_hex(X509* cert);
+std::string format_time_utc(std::time_t when);   // "2026-11-22T15:33:36Z"
+Result<std::time_t> asn1_time_to_time_t(const ASN1_TIME* time);
+
+}  // namespace tlsgate::pki

@@ -1,0 +1,67 @@
+#pragma once
+// Leaf minting: a pure function from CertProperties (and the keys) to a certificate, plus the
+// rule that derives those properties from a verified upstream certificate.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <list>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ip.hpp"
+#include "common/result.hpp"
+#include "pki/ca.hpp"
+
+namespace tlsgate::pki {
+
+struct CertProperties {
+    std::string common_name;               // may be empty (no CN in the subject)
+    std::vector<std::string> dns_names;    // SAN dNSName entries, in order
+    std::vector<IpAddress> ip_addresses;   // SAN iPAddress entries
+    std::time_t not_before = 0;
+    std::time_t not_after = 0;
+    std::array<std::uint8_t, 16> serial{};  // positive: the top bit is cleared when encoding
+};
+
+inline constexpr long kMaxLeafValiditySeconds = 397L * 24 * 3600;
+
+// Names and validity for a leaf standing in for `upstream`: subject CN and every SAN
+// dNSName/iPAddress copied from it; `sni` appended as a dNSName (or an iPAddress when it is an IP
+// literal) when not already listed; notBefore = now - 1 hour; notAfter = min(upstream notAfter,
+// now + 397 days). `serial` comes from the caller (random), so this stays pure.
+Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
+                                         const std::array<std::uint8_t, 16>& serial);
+
+// A v3 leaf: subject CN (if any), SAN, basicConstraints critical CA:FALSE, keyUsage critical
+// digitalSignature (+keyEncipherment for RSA keys), EKU serverAuth, SKI, AKI from the CA,
+// SHA-256 signature by the CA key, issuer = the CA subject.
+Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
+                          const CertificateAuthority& ca);
+
+// A fresh ECDSA P-256 key (the leaf key; never the CA key).
+Result<EvpPkeyPtr> generate_leaf_key();
+// 16 random bytes from OpenSSL's CSPRNG.
+std::array<std::uint8_t, 16> random_serial();
+
+// A bounded least-recently-used cache of minted leaves. One per worker thread: not thread-safe
+// by design (share-nothing workers, no locks on the hot path).
+class LeafCache {
+public:
+    explicit LeafCache(std::size_t capacity);
+    // The cached certificate (a new reference the caller owns) or null.
+    X509Ptr find(const std::string& key);
+    void insert(const std::string& key, X509* cert);  // takes its own reference
+    std::size_t size() const { return index_.size(); }
+    std::size_t capacity() const { return capacity_; }
+
+private:
+    using Entry = std::pair<std::string, X509Ptr>;
+    std::size_t capacity_;
+    std::list<Entry> order_;  // most recent first
+    std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
+}  // namespace tlsgate::pki

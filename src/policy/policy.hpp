@@ -1,0 +1,85 @@
+#pragma once
+// The interception policy: ordered rules, first match wins, compiled into a matcher whose cost
+// depends on the number of labels in the host name, not on the number of rules.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ip.hpp"
+#include "common/result.hpp"
+
+namespace tlsgate::policy {
+
+enum class Action { intercept, passthrough, block };
+
+const char* to_string(Action action);
+std::optional<Action> parse_action(std::string_view text);
+
+struct PortRange {
+    std::uint16_t first = 0;
+    std::uint16_t last = 0;
+    bool contains(std::uint16_t port) const { return port >= first && port <= last; }
+};
+
+// A rule matches when every criterion it names matches (a criterion left empty matches
+// anything). Host patterns: "example.com" that name only, "*.example.com" any subdomain but not
+// the name itself, ".example.com" the name and any subdomain.
+struct Rule {
+    Action action = Action::intercept;
+    std::string name;  // shown in logs; defaults to "rule N"
+    std::vector<std::string> hosts;
+    std::vector<Cidr> cidrs;
+    std::vector<PortRange> ports;
+};
+
+struct PolicyConfig {
+    Action default_action = Action::intercept;
+    std::vector<Rule> rules;
+};
+
+struct Query {
+    std::string_view host;  // normalized host name (see normalize_hostname); empty when unknown
+    std::optional<IpAddress> destination;
+    std::uint16_t port = 0;
+};
+
+struct Decision {
+    Action action = Action::intercept;
+    int rule_index = -1;   // -1: the default action
+    std::string_view rule_name;  // "default" for the default; valid while the Policy lives
+};
+
+class Policy {
+public:
+    // Validates patterns (a host pattern must normalize, a rule needs at least one criterion).
+    static Result<std::shared_ptr<const Policy>> compile(PolicyConfig config);
+    // The built-in default: intercept everything.
+    static std::shared_ptr<const Policy> intercept_all();
+
+    Decision decide(const Query& query) const;
+    std::size_t rule_count() const;
+    Action default_action() const;
+
+    ~Policy();
+    Policy(const Policy&) = delete;
+    Policy& operator=(const Policy&) = delete;
+
+private:
+    struct Compiled;
+    explicit Policy(std::unique_ptr<Compiled> compiled);
+    std::unique_ptr<Compiled> compiled_;
+};
+
+// Parses the policy TOML format documented in the README:
+//   default = "intercept"
+//   [[rules]]
+//   name = "banks"; action = "passthrough"; hosts = [".bank.example"]; cidrs = ["192.0.2.0/24"]
+//   ports = [443, "8000-8999"]; hosts_file = "names.txt"   # one pattern per line, '#' comments
+// `base_dir` resolves relative hosts_file paths.
+Result<PolicyConfig> parse_policy_toml(std::string_view text, const std::string& base_dir);
+Result<PolicyConfig> load_policy_file(const std::string& path);
+
+}  // namespace tlsgate::policy
