@@ -1,0 +1,237 @@
+#include "app/cli.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "app/gateway.hpp"
+#include "app/options.hpp"
+#include "pki/ca.hpp"
+
+namespace tlsgate::app {
+namespace {
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "tlsgate: %s\n", message.c_str());
+    return 1;
+}
+
+int ca_init(const std::filesystem::path& dir, const std::string& subject, const std::string& key,
+            bool force) {
+    const auto key_type = key == "rsa-3072" ? pki::KeyType::rsa_3072 : pki::KeyType::ec_p256;
+    auto ca = pki::create_ca(subject, key_type);
+    if (!ca) {
+        return fail(ca.error());
+    }
+    if (auto saved = pki::save_ca(*ca, dir, force); !saved) {
+        return fail(saved.error());
+    }
+    const auto summary = pki::summarize(ca->cert.get());
+    std::printf("created CA in %s\n  subject: %s\n  SHA-256: %s\n", dir.c_str(),
+                summary.subject.c_str(), summary.sha256_fingerprint.c_str());
+    return 0;
+}
+
+int ca_show(const std::filesystem::path& dir) {
+    auto ca = pki::load_ca(dir);
+    if (!ca) {
+        return fail(ca.error());
+    }
+    const auto summary = pki::summarize(ca->cert.get());
+    std::printf(
+        "certificate: %s\nsubject:     %s\nnot before:  %s\nnot after:   %s\nSHA-256:     %s\n"
+        "SPKI SHA-256: %s\n",
+        (dir / pki::kCaCertFile).c_str(), summary.subject.c_str(), summary.not_before.c_str(),
+        summary.not_after.c_str(), summary.sha256_fingerprint.c_str(),
+        summary.spki_sha256.c_str());
+    if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
+        std::printf("warning:     %s\n", warning->c_str());
+    }
+    return 0;
+}
+
+int ca_export(const std::filesystem::path& dir, const std::string& format,
+              const std::string& out) {
+    auto ca = pki::load_ca(dir);
+    if (!ca) {
+        return fail(ca.error());
+    }
+    const auto kind = format == "der"   ? pki::ExportFormat::der
+                      : format == "p12" ? pki::ExportFormat::p12
+                                        : pki::ExportFormat::pem;
+    auto bytes = pki::export_certificate(ca->cert.get(), kind);
+    if (!bytes) {
+        return fail(bytes.error());
+    }
+    if (out.empty() || out == "-") {
+        std::fwrite(bytes->data(), 1, bytes->size(), stdout);
+        return 0;
+    }
+    std::ofstream file(out, std::ios::binary | std::ios::trunc);
+    file.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+    if (!file) {
+        return fail("cannot write " + out);
+    }
+    return 0;
+}
+
+int ca_import(const std::filesystem::path& dir, const std::string& cert, const std::string& key,
+              bool force) {
+    auto ca = pki::read_ca_files(cert, key);
+    if (!ca) {
+        return fail(ca.error());
+    }
+    if (auto saved = pki::save_ca(*ca, dir, force); !saved) {
+        return fail(saved.error());
+    }
+    std::printf("imported CA into %s\n  SHA-256: %s\n", dir.c_str(),
+                pki::summarize(ca->cert.get()).sha256_fingerprint.c_str());
+    return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+    CLI::App app{"tlsgate: a TLS interception gateway that never hides itself"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("tlsgate ") + TLSGATE_VERSION_STRING);
+
+    app.add_subcommand("version", "Print the version")->callback([] {
+        std::printf("tlsgate %s\n", TLSGATE_VERSION_STRING);
+    });
+
+    // --- ca ---
+    auto* ca = app.add_subcommand("ca", "Create, show, export or import the installation's CA");
+    ca->require_subcommand(1);
+    std::string ca_dir = default_data_dir().string();
+    int status = 0;
+
+    auto* init = ca->add_subcommand("init", "Create a fresh CA for this installation");
+    std::string subject = "CN=tlsgate CA,O=tlsgate interception";
+    std::string key_type = "ec-p256";
+    bool force = false;
+    init->add_option("--dir", ca_dir, "CA directory (ca.pem, ca.key)")->capture_default_str();
+    init->add_option("--subject", subject, "Subject, e.g. \"CN=Example CA,O=Example\"")
+        ->capture_default_str();
+    init->add_option("--key", key_type, "Key type")
+        ->check(CLI::IsMember({"ec-p256", "rsa-3072"}))
+        ->capture_default_str();
+    init->add_flag("--force", force, "Overwrite an existing CA");
+    init->callback([&] { status = ca_init(ca_dir, subject, key_type, force); });
+
+    auto* show = ca->add_subcommand("show", "Show subject, validity and fingerprints");
+    show->add_option("--dir", ca_dir, "CA directory")->capture_default_str();
+    show->callback([&] { status = ca_show(ca_dir); });
+
+    auto* export_command = ca->add_subcommand("export", "Write the CA certificate (never the key)");
+    std::string format = "pem";
+    std::string out;
+    export_command->add_option("--dir", ca_dir, "CA directory")->capture_default_str();
+    export_command->add_option("--format", format, "pem, der or p12")
+        ->check(CLI::IsMember({"pem", "der", "p12"}))
+        ->required();
+    export_command->add_option("--out", out, "Output file (default: standard output)");
+    export_command->callback([&] { status = ca_export(ca_dir, format, out); });
+
+    auto* import = ca->add_subcommand("import", "Use an existing CA certificate and key");
+    std::string import_cert;
+    std::string import_key;
+    import->add_option("--cert", import_cert, "CA certificate (PEM)")->required()->check(CLI::ExistingFile);
+    import->add_option("--key", import_key, "CA private key (PEM)")->required()->check(CLI::ExistingFile);
+    import->add_option("--dir", ca_dir, "CA directory")->capture_default_str();
+    import->add_flag("--force", force, "Overwrite an existing CA");
+    import->callback([&] { status = ca_import(ca_dir, import_cert, import_key, force); });
+
+    // --- run ---
+    auto* run = app.add_subcommand("run", "Run the gateway");
+    std::string config_file;
+    std::vector<std::string> listen_flags;
+    std::string ca_dir_flag, data_dir_flag, policy_flag, log_flag, log_level_flag;
+    std::vector<std::string> upstream_ca_flags;
+    int workers_flag = -1;
+    bool no_system_trust = false;
+    run->add_option("--config", config_file, "TOML config file")->check(CLI::ExistingFile);
+    run->add_option("--listen", listen_flags,
+                    "MODE@ADDR:PORT, repeatable (default explicit@127.0.0.1:8080)");
+    run->add_option("--ca-dir", ca_dir_flag, "CA directory (default: the data dir)");
+    run->add_option("--upstream-ca", upstream_ca_flags,
+                    "Extra PEM bundle to trust upstream, repeatable (added to the system store)");
+    run->add_flag("--no-system-trust", no_system_trust,
+                  "Trust only --upstream-ca bundles upstream, not the system store");
+    run->add_option("--policy", policy_flag, "Policy TOML file (default: intercept everything)")
+        ->check(CLI::ExistingFile);
+    run->add_option("--data-dir", data_dir_flag, "Data directory (default ~/.local/share/tlsgate)");
+    run->add_option("--workers", workers_flag, "Worker threads (default: CPU cores)")
+        ->check(CLI::Range(1, 1024));
+    run->add_option("--log", log_flag, "Connection log file (default DATA_DIR/connections.jsonl)");
+    run->add_option("--log-level", log_level_flag, "trace, debug, info, warn, error");
+    std::vector<std::string> resolve_flags;
+    run->add_option("--resolve", resolve_flags,
+                    "NAME=ADDRESS: connect to ADDRESS for NAME instead of asking DNS, repeatable");
+    run->callback([&] {
+        RunOptions options;
+        if (!config_file.empty()) {
+            if (auto applied = apply_config_file(config_file, options); !applied) {
+                status = fail(applied.error());
+                return;
+            }
+        }
+        if (!listen_flags.empty()) {
+            options.listeners.clear();
+            for (const auto& text : listen_flags) {
+                auto spec = listen::parse_listen_spec(text);
+                if (!spec) {
+                    status = fail(spec.error());
+                    return;
+                }
+                options.listeners.push_back(*spec);
+            }
+        }
+        if (!data_dir_flag.empty()) {
+            options.data_dir = data_dir_flag;
+        }
+        if (!ca_dir_flag.empty()) {
+            options.ca_dir = ca_dir_flag;
+        }
+        for (const auto& file : upstream_ca_flags) {
+            options.upstream_ca_files.push_back(file);
+        }
+        if (no_system_trust) {
+            options.system_trust = false;
+        }
+        if (!policy_flag.empty()) {
+            options.policy_file = policy_flag;
+            options.inline_policy.reset();
+        }
+        if (workers_flag > 0) {
+            options.workers = workers_flag;
+        }
+        if (!log_flag.empty()) {
+            options.connection_log = log_flag;
+        }
+        for (const auto& text : resolve_flags) {
+            auto entry = parse_static_host(text);
+            if (!entry) {
+                status = fail(entry.error());
+                return;
+            }
+            options.static_hosts.push_back(*entry);
+        }
+        if (!log_level_flag.empty()) {
+            options.log_level = log_level_flag;
+        }
+        status = run_gateway(std::move(options));
+    });
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        return app.exit(error);
+    }
+    return status;
+}
+
+}  // namespace tlsgate::app

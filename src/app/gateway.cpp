@@ -1,0 +1,235 @@
+#include "app/gateway.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <asio/post.hpp>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "listen/listeners.hpp"
+#include "pki/ca.hpp"
+#include "pki/mint.hpp"
+#include "record/connection_log.hpp"
+#include "relay/worker_context.hpp"
+#include "tls/contexts.hpp"
+
+namespace tlsgate::app {
+namespace {
+
+std::string default_ca_subject() {
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    // Each installation's CA is its own: the host name and creation time tell them apart.
+    return "CN=tlsgate CA " + std::string(host) + " " +
+           pki::format_time_utc(std::time(nullptr)).substr(0, 10) + ",O=tlsgate interception";
+}
+
+Result<pki::CertificateAuthority> load_or_create_ca(const std::filesystem::path& dir) {
+    const bool has_cert = std::filesystem::exists(dir / pki::kCaCertFile);
+    const bool has_key = std::filesystem::exists(dir / pki::kCaKeyFile);
+    if (!has_cert && !has_key) {
+        auto ca = pki::create_ca(default_ca_subject(), pki::KeyType::ec_p256);
+        if (!ca) {
+            return make_error("cannot create the CA: " + ca.error());
+        }
+        if (auto saved = pki::save_ca(*ca, dir, false); !saved) {
+            return make_error(saved.error());
+        }
+        spdlog::info("created a new CA for this installation in {}", dir.string());
+        return ca;
+    }
+    if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
+        spdlog::warn("{}", *warning);
+    }
+    return pki::load_ca(dir);
+}
+
+Result<std::shared_ptr<const policy::Policy>> load_policy(const RunOptions& options) {
+    if (!options.policy_file.empty()) {
+        auto config = policy::load_policy_file(options.policy_file);
+        if (!config) {
+            return make_error(config.error());
+        }
+        return policy::Policy::compile(std::move(*config));
+    }
+    if (options.inline_policy) {
+        return policy::Policy::compile(*options.inline_policy);
+    }
+    return policy::Policy::intercept_all();
+}
+
+Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& options) {
+    auto upstream = tls::make_upstream_context({options.system_trust, options.upstream_ca_files});
+    if (!upstream) {
+        return make_error(upstream.error());
+    }
+    auto client = tls::make_client_facing_context();
+    if (!client) {
+        return make_error(client.error());
+    }
+    auto leaf_key = pki::generate_leaf_key();
+    if (!leaf_key) {
+        return make_error(leaf_key.error());
+    }
+    worker.upstream_context = std::move(*upstream);
+    worker.client_context = std::move(*client);
+    worker.leaf_key = std::move(*leaf_key);
+    return {};
+}
+
+void add_counters(relay::Counters& total, const relay::Counters& part) {
+    total.accepted += part.accepted;
+    total.intercepted += part.intercepted;
+    total.passed_through += part.passed_through;
+    total.blocked += part.blocked;
+    total.upstream_verify_failed += part.upstream_verify_failed;
+    total.leaves_minted += part.leaves_minted;
+}
+
+}  // namespace
+
+int run_gateway(RunOptions options) {
+    apply_defaults(options);
+    spdlog::set_level(spdlog::level::from_str(options.log_level));
+    std::error_code error;
+    std::filesystem::create_directories(options.data_dir, error);
+    std::filesystem::permissions(options.data_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, error);
+
+    relay::SharedState shared;
+    shared.timeouts = options.timeouts;
+    for (const auto& [name, address] : options.static_hosts) {
+        shared.static_hosts[name] = address;
+    }
+    auto ca = load_or_create_ca(options.ca_dir);
+    if (!ca) {
+        spdlog::error("{}", ca.error());
+        return 1;
+    }
+    shared.ca = std::move(*ca);
+    shared.ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
+    auto policy = load_policy(options);
+    if (!policy) {
+        spdlog::error("policy: {}", policy.error());
+        return 1;
+    }
+    shared.policy = std::move(*policy);
+    auto connection_log = record::ConnectionLog::open(
+        options.connection_log, 65536, [](const std::string& message) { spdlog::warn("{}", message); });
+    if (!connection_log) {
+        spdlog::error("{}", connection_log.error());
+        return 1;
+    }
+    shared.connection_log = connection_log->get();
+
+    // Signals are taken by sigwait on this thread only; workers never see them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    const int worker_count = options.workers > 0
+                                 ? options.workers
+                                 : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::unique_ptr<relay::WorkerContext>> workers;
+    std::vector<std::unique_ptr<listen::WorkerListeners>> listeners;
+    for (int i = 0; i < worker_count; ++i) {
+        auto worker = std::make_unique<relay::WorkerContext>(i, shared, options.leaf_cache_size);
+        if (auto prepared = prepare_worker(*worker, options); !prepared) {
+            spdlog::error("{}", prepared.error());
+            return 1;
+        }
+        auto bound = listen::WorkerListeners::bind(*worker, options.listeners);
+        if (!bound) {
+            spdlog::error("{}", bound.error());
+            return 1;
+        }
+        listeners.push_back(std::move(*bound));
+        workers.push_back(std::move(worker));
+    }
+
+    std::atomic<int> running{worker_count};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < worker_count; ++i) {
+        listeners[i]->start();
+        threads.emplace_back([&, i] {
+            for (;;) {
+                try {
+                    workers[i]->io.run();
+                    break;
+                } catch (const std::exception& failure) {
+                    // A bug must not take every other connection down with it.
+                    spdlog::error("worker {}: unexpected exception: {}", i, failure.what());
+                }
+            }
+            running.fetch_sub(1);
+        });
+    }
+
+    const auto summary = pki::summarize(shared.ca.cert.get());
+    std::string listening;
+    for (const auto& spec : options.listeners) {
+        listening += (listening.empty() ? "" : ", ") + spec.to_string();
+    }
+    std::printf(
+        "tlsgate %s listening on %s with %d worker%s\n"
+        "  CA certificate: %s (SHA-256 %s)\n"
+        "  connection log: %s\n",
+        TLSGATE_VERSION_STRING, listening.c_str(), worker_count, worker_count == 1 ? "" : "s",
+        (options.ca_dir / pki::kCaCertFile).c_str(), summary.sha256_fingerprint.c_str(),
+        options.connection_log.c_str());
+    for (const auto& spec : options.listeners) {
+        if (spec.mode == listen::Mode::explicit_proxy) {
+            std::printf("  try: curl --proxy http://%s:%u --cacert %s https://example.com/\n",
+                        spec.address.c_str(), spec.port,
+                        (options.ca_dir / pki::kCaCertFile).c_str());
+            break;
+        }
+    }
+    std::fflush(stdout);
+
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    spdlog::info("signal {}: no longer accepting; letting open connections finish for {} s",
+                 signal_number, options.shutdown_grace_seconds);
+    for (int i = 0; i < worker_count; ++i) {
+        asio::post(workers[i]->io, [&listener = *listeners[i]] { listener.close(); });
+    }
+    // Each worker's loop ends by itself when its last connection does.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options.shutdown_grace_seconds);
+    while (running.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        sigset_t pending;
+        sigpending(&pending);
+        if (sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM)) {
+            break;  // a second signal: stop now
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (auto& worker : workers) {
+        worker->io.stop();
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    relay::Counters total;
+    for (auto& worker : workers) {
+        add_counters(total, worker->counters);
+    }
+    listeners.clear();
+    workers.clear();  // closes what was still open; their records reach the log
+    (*connection_log)->close();
+    spdlog::info(
+        "stopped: {} connections ({} intercepted, {} passed through, {} blocked, {} upstream "
+        "certificates rejected), {} leaves minted, {} log records dropped",
+        total.accepted, total.intercepted, total.passed_through, total.blocked,
+        total.upstream_verify_failed, total.leaves_minted, (*connection_log)->dropped());
+    return 0;
+}
+
+}  // namespace tlsgate::app

@@ -1,0 +1,210 @@
+#include "app/options.hpp"
+
+#include <cstdlib>
+#include <toml++/toml.h>
+
+#include "common/hostname.hpp"
+#include "policy/policy_toml.hpp"
+
+namespace tlsgate::app {
+
+std::filesystem::path default_data_dir() {
+    if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+        return std::filesystem::path(xdg) / "tlsgate";
+    }
+    const char* home = std::getenv("HOME");
+    return std::filesystem::path(home != nullptr && *home != '\0' ? home : ".") / ".local" /
+           "share" / "tlsgate";
+}
+
+namespace {
+
+Result<std::vector<std::string>> string_list(const toml::node& node, const std::string& key) {
+    std::vector<std::string> values;
+    if (auto text = node.value<std::string>()) {
+        values.push_back(*text);
+        return values;
+    }
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+        return make_error("config: '" + key + "' must be a string or a list of strings");
+    }
+    for (const auto& element : *array) {
+        auto text = element.value<std::string>();
+        if (!text) {
+            return make_error("config: '" + key + "' must contain only strings");
+        }
+        values.push_back(*text);
+    }
+    return values;
+}
+
+Result<void> apply_timeouts(const toml::table& table, relay::Timeouts& timeouts) {
+    for (const auto& [key, node] : table) {
+        const auto seconds = node.value<std::int64_t>();
+        if (!seconds || *seconds <= 0 || *seconds > 86400) {
+            return make_error("config: timeouts." + std::string(key.str()) +
+                              " must be a number of seconds (1..86400)");
+        }
+        const relay::Seconds value(*seconds);
+        if (key == "request_head") {
+            timeouts.request_head = value;
+        } else if (key == "client_hello") {
+            timeouts.client_hello = value;
+        } else if (key == "connect") {
+            timeouts.connect = value;
+        } else if (key == "handshake") {
+            timeouts.handshake = value;
+        } else if (key == "idle") {
+            timeouts.idle = value;
+        } else {
+            return make_error("config: unknown key timeouts." + std::string(key.str()));
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& options) {
+    toml::table root;
+    try {
+        root = toml::parse_file(file.string());
+    } catch (const toml::parse_error& error) {
+        return make_error("config " + file.string() + ": " + std::string(error.description()) +
+                          " (line " + std::to_string(error.source().begin.line) + ")");
+    }
+    const auto base_dir = file.parent_path();
+    auto relative = [&](const std::string& path) {
+        const std::filesystem::path p(path);
+        return p.is_absolute() || base_dir.empty() ? p : base_dir / p;
+    };
+    for (const auto& [key_node, node] : root) {
+        const std::string key(key_node.str());
+        if (key == "listen") {
+            auto specs = string_list(node, key);
+            if (!specs) {
+                return make_error(specs.error());
+            }
+            options.listeners.clear();
+            for (const auto& text : *specs) {
+                auto spec = listen::parse_listen_spec(text);
+                if (!spec) {
+                    return make_error("config: " + spec.error());
+                }
+                options.listeners.push_back(*spec);
+            }
+        } else if (key == "data_dir" || key == "ca_dir" || key == "log") {
+            auto text = node.value<std::string>();
+            if (!text) {
+                return make_error("config: '" + key + "' must be a string");
+            }
+            (key == "data_dir" ? options.data_dir
+                               : key == "ca_dir" ? options.ca_dir : options.connection_log) =
+                relative(*text);
+        } else if (key == "upstream_ca") {
+            auto files = string_list(node, key);
+            if (!files) {
+                return make_error(files.error());
+            }
+            for (const auto& f : *files) {
+                options.upstream_ca_files.push_back(relative(f).string());
+            }
+        } else if (key == "system_trust") {
+            auto flag = node.value<bool>();
+            if (!flag) {
+                return make_error("config: 'system_trust' must be true or false");
+            }
+            options.system_trust = *flag;
+        } else if (key == "policy") {
+            if (auto path = node.value<std::string>()) {
+                options.policy_file = relative(*path).string();
+            } else if (const auto* table = node.as_table()) {
+                auto parsed = policy::policy_from_toml(*table, base_dir.string());
+                if (!parsed) {
+                    return make_error("config [policy]: " + parsed.error());
+                }
+                options.inline_policy = std::move(*parsed);
+            } else {
+                return make_error("config: 'policy' must be a file name or a [policy] table");
+            }
+        } else if (key == "workers" || key == "leaf_cache_size" ||
+                   key == "shutdown_grace_seconds") {
+            auto number = node.value<std::int64_t>();
+            if (!number || *number < 0 || *number > 100000000) {
+                return make_error("config: '" + key + "' must be a non-negative integer");
+            }
+            if (key == "workers") {
+                options.workers = static_cast<int>(*number);
+            } else if (key == "leaf_cache_size") {
+                options.leaf_cache_size = static_cast<std::size_t>(*number);
+            } else {
+                options.shutdown_grace_seconds = static_cast<int>(*number);
+            }
+        } else if (key == "log_level") {
+            auto text = node.value<std::string>();
+            if (!text) {
+                return make_error("config: 'log_level' must be a string");
+            }
+            options.log_level = *text;
+        } else if (key == "resolve") {
+            const auto* table = node.as_table();
+            if (table == nullptr) {
+                return make_error("config: 'resolve' must be a table of name = \"address\"");
+            }
+            for (const auto& [name, value] : *table) {
+                auto address = value.value<std::string>();
+                auto entry = parse_static_host(std::string(name.str()) + "=" +
+                                               (address ? *address : std::string()));
+                if (!entry) {
+                    return make_error("config: " + entry.error());
+                }
+                options.static_hosts.push_back(*entry);
+            }
+        } else if (key == "timeouts") {
+            const auto* table = node.as_table();
+            if (table == nullptr) {
+                return make_error("config: 'timeouts' must be a table");
+            }
+            if (auto applied = apply_timeouts(*table, options.timeouts); !applied) {
+                return applied;
+            }
+        } else {
+            return make_error("config " + file.string() + ": unknown key '" + key + "'");
+        }
+    }
+    return {};
+}
+
+Result<std::pair<std::string, IpAddress>> parse_static_host(const std::string& text) {
+    const auto equals = text.find('=');
+    if (equals == std::string::npos) {
+        return make_error("resolve '" + text + "': expected NAME=ADDRESS");
+    }
+    auto name = normalize_hostname(text.substr(0, equals));
+    auto address = IpAddress::parse(text.substr(equals + 1));
+    if (!name || !address) {
+        return make_error("resolve '" + text + "': expected a host name = an IP address");
+    }
+    return std::make_pair(*name, *address);
+}
+
+void apply_defaults(RunOptions& options) {
+    if (options.listeners.empty()) {
+        options.listeners.push_back({listen::Mode::explicit_proxy, "127.0.0.1", 8080});
+    }
+    if (options.data_dir.empty()) {
+        options.data_dir = default_data_dir();
+    }
+    if (options.ca_dir.empty()) {
+        options.ca_dir = options.data_dir;
+    }
+    if (options.connection_log.empty()) {
+        options.connection_log = options.data_dir / "connections.jsonl";
+    }
+    if (options.leaf_cache_size == 0) {
+        options.leaf_cache_size = 1;
+    }
+}
+
+}  // namespace tlsgate::app

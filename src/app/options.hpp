@@ -1,0 +1,45 @@
+#pragma once
+// Everything `tlsgate run` needs, from embedded defaults, a TOML config file and flags (in that
+// order of precedence, flags last).
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "listen/listen_spec.hpp"
+#include "policy/policy.hpp"
+#include "relay/worker_context.hpp"
+
+namespace tlsgate::app {
+
+struct RunOptions {
+    std::vector<listen::ListenSpec> listeners;  // default: explicit@127.0.0.1:8080
+    std::filesystem::path data_dir;             // default: ~/.local/share/tlsgate
+    std::filesystem::path ca_dir;               // default: the data dir
+    std::vector<std::string> upstream_ca_files;
+    bool system_trust = true;
+    std::string policy_file;
+    std::optional<policy::PolicyConfig> inline_policy;  // a [policy] table in the config file
+    int workers = 0;                                    // 0: one per CPU core
+    std::filesystem::path connection_log;               // default: DATA_DIR/connections.jsonl
+    relay::Timeouts timeouts;
+    std::size_t leaf_cache_size = 10000;
+    int shutdown_grace_seconds = 5;
+    std::string log_level = "info";
+    std::vector<std::pair<std::string, IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
+};
+
+// "name=address" for --resolve and the config's resolve table.
+Result<std::pair<std::string, IpAddress>> parse_static_host(const std::string& text);
+
+std::filesystem::path default_data_dir();
+
+// Reads a TOML config file into `options` (keys documented in the README). Unknown keys are
+// errors, so a typo never silently falls back to a default.
+Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& options);
+
+// Fills in what neither the config nor the flags set.
+void apply_defaults(RunOptions& options);
+
+}  // namespace tlsgate::app

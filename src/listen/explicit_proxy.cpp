@@ -1,0 +1,121 @@
+#include "listen/explicit_proxy.hpp"
+
+#include <array>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "common/hostname.hpp"
+#include "inspect/http1.hpp"
+#include "relay/http_forward.hpp"
+
+namespace tlsgate::listen {
+
+using asio::ip::tcp;
+
+asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connection) {
+    auto& worker = connection->worker;
+    auto& record = connection->record;
+    record.kind = "proxy";
+    connection->arm_timeout(worker.shared.timeouts.request_head, "request_head");
+
+    std::string buffer;
+    std::array<char, 8 * 1024> chunk;
+    http1::HeadResult<http1::RequestHead> request;
+    for (;;) {
+        request = http1::parse_request_head(buffer);
+        if (request.status != http1::ParseStatus::need_more) {
+            break;
+        }
+        std::error_code error;
+        const std::size_t n = co_await connection->client.async_read_some(
+            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+        if (error) {
+            if (!buffer.empty() && connection->timed_out_phase() == nullptr) {
+                record.error = "client closed inside the request head";
+            }
+            co_return;
+        }
+        buffer.append(chunk.data(), n);
+    }
+    if (request.status == http1::ParseStatus::error) {
+        ++worker.counters.bad_request;
+        record.error = "bad request: " + request.error;
+        co_await relay::send_proxy_error(*connection, 400, "Bad Request", request.error);
+        co_return;
+    }
+
+    const auto& head = request.head;
+    if (head.method != "CONNECT") {
+        co_await relay::forward_plain_http(connection, std::move(buffer));
+        co_return;
+    }
+    const auto authority = http1::parse_authority(head.target);
+    std::string host;
+    if (authority) {
+        if (IpAddress::parse(authority->host)) {
+            host = authority->host;
+        } else if (auto normalized = normalize_hostname(authority->host)) {
+            host = std::move(*normalized);
+        }
+    }
+    if (host.empty()) {
+        ++worker.counters.bad_request;
+        record.error = "bad CONNECT target: " + head.target;
+        co_await relay::send_proxy_error(*connection, 400, "Bad Request",
+                                         "CONNECT needs host:port");
+        co_return;
+    }
+    const std::uint16_t port = authority->port;
+    record.destination = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                         std::to_string(port);
+
+    auto decide = [&](std::optional<IpAddress> address) {
+        return worker.shared.policy->decide({host, address, port});
+    };
+    auto blocked = [&](const policy::Decision& decision) -> bool {
+        if (decision.action != policy::Action::block) {
+            return false;
+        }
+        ++worker.counters.blocked;
+        record.action = "block";
+        record.rule = decision.rule_name;
+        record.reason = "blocked by policy";
+        return true;
+    };
+    // GCC 12 destroys temporaries inside a co_await expression twice: arguments are named.
+    std::string block_reason;
+    if (const auto decision = decide(IpAddress::parse(host)); blocked(decision)) {
+        block_reason = "blocked by tlsgate policy (" + std::string(decision.rule_name) + ")";
+        co_await relay::send_proxy_error(*connection, 403, "Forbidden", block_reason);
+        co_return;
+    }
+    auto connected = co_await relay::connect_upstream(*connection, host, port);
+    if (!connected) {
+        ++worker.counters.upstream_connect_failed;
+        record.reason = connected.error();
+        co_await relay::send_proxy_error(*connection, 502, "Bad Gateway", connected.error());
+        co_return;
+    }
+    // Address rules (CIDRs) can only match once the name is resolved.
+    if (const auto decision = decide(*connected); blocked(decision)) {
+        block_reason = "blocked by tlsgate policy (" + std::string(decision.rule_name) + ")";
+        co_await relay::send_proxy_error(*connection, 403, "Forbidden", block_reason);
+        co_return;
+    }
+    static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
+    std::error_code error;
+    co_await asio::async_write(connection->client, asio::buffer(kEstablished),
+                               asio::redirect_error(asio::use_awaitable, error));
+    if (error) {
+        co_return;
+    }
+    record.http_status = 200;
+    // A client may send its ClientHello right behind the CONNECT without waiting for the 200.
+    std::vector<std::uint8_t> already_read(buffer.begin() + static_cast<long>(request.head_size),
+                                           buffer.end());
+    relay::TunnelTarget target{host, port, *connected};
+    co_await relay::run_tunnel(connection, std::move(already_read), std::move(target));
+}
+
+}  // namespace tlsgate::listen

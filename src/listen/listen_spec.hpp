@@ -1,0 +1,24 @@
+#pragma once
+// "MODE@ADDR:PORT", e.g. explicit@127.0.0.1:8080 or transparent@[::]:8443.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace tlsgate::listen {
+
+enum class Mode { explicit_proxy, transparent };
+
+struct ListenSpec {
+    Mode mode = Mode::explicit_proxy;
+    std::string address;
+    std::uint16_t port = 0;
+
+    std::string to_string() const;
+};
+
+Result<ListenSpec> parse_listen_spec(std::string_view text);
+const char* mode_name(Mode mode);
+
+}  // namespace tlsgate::listen

@@ -1,0 +1,141 @@
+#include "listen/listeners.hpp"
+
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <cstring>
+
+#include "listen/explicit_proxy.hpp"
+#include "relay/connection.hpp"
+
+namespace tlsgate::listen {
+
+using asio::ip::tcp;
+
+namespace {
+
+// The destination a REDIRECTed connection was headed for, from netfilter's conntrack entry.
+std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
+    sockaddr_storage storage{};
+    socklen_t length = sizeof storage;
+    const int fd = socket.native_handle();
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &storage, &length) != 0 &&
+        getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &storage, &length) != 0) {
+        return std::nullopt;
+    }
+    tcp::endpoint endpoint;
+    std::memcpy(endpoint.data(), &storage, std::min<std::size_t>(length, endpoint.capacity()));
+    endpoint.resize(length);
+    return endpoint;
+}
+
+asio::awaitable<void> serve_transparent(std::shared_ptr<relay::Connection> connection) {
+    auto& record = connection->record;
+    std::error_code error;
+    const auto local = connection->client.local_endpoint(error);
+    const auto destination = original_destination(connection->client);
+    if (!destination || (!error && *destination == local)) {
+        record.error = "no original destination (was the connection redirected?)";
+        co_return;
+    }
+    record.destination = relay::endpoint_text(*destination);
+    const auto address_text = destination->address().to_string();
+    auto connected = co_await relay::connect_upstream(*connection, address_text, destination->port());
+    if (!connected) {
+        ++connection->worker.counters.upstream_connect_failed;
+        record.error = connected.error();
+        co_return;
+    }
+    // Named arguments: GCC 12 mishandles temporaries inside co_await expressions.
+    relay::TunnelTarget target{"", destination->port(), *connected};
+    std::vector<std::uint8_t> nothing_read_yet;
+    co_await relay::run_tunnel(connection, std::move(nothing_read_yet), std::move(target));
+}
+
+asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& acceptor,
+                                  ListenSpec spec) {
+    const std::string name = spec.to_string();
+    asio::steady_timer backoff(worker.io);
+    for (;;) {
+        std::error_code error;
+        tcp::socket socket = co_await acceptor.async_accept(
+            asio::redirect_error(asio::use_awaitable, error));
+        if (error == asio::error::operation_aborted || !acceptor.is_open()) {
+            co_return;
+        }
+        if (error) {
+            // Out of descriptors: pause instead of spinning; connections in flight may free some.
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, error));
+            continue;
+        }
+        socket.set_option(tcp::no_delay(true), error);
+        auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
+        switch (spec.mode) {
+            case Mode::explicit_proxy:
+                asio::co_spawn(worker.io, serve_explicit(std::move(connection)), asio::detached);
+                break;
+            case Mode::transparent:
+                asio::co_spawn(worker.io, serve_transparent(std::move(connection)), asio::detached);
+                break;
+        }
+    }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<WorkerListeners>> WorkerListeners::bind(
+    relay::WorkerContext& worker, const std::vector<ListenSpec>& specs) {
+    std::unique_ptr<WorkerListeners> listeners(new WorkerListeners(worker));
+    for (const auto& spec : specs) {
+        std::error_code error;
+        const auto address = asio::ip::make_address(spec.address, error);
+        const tcp::endpoint endpoint(address, spec.port);
+        auto bound = std::make_unique<Bound>(Bound{spec, tcp::acceptor(worker.io)});
+        auto& acceptor = bound->acceptor;
+        acceptor.open(endpoint.protocol(), error);
+        if (!error) {
+            acceptor.set_option(tcp::acceptor::reuse_address(true), error);
+        }
+        if (!error) {
+            const int one = 1;
+            if (setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+                error = std::error_code(errno, std::system_category());
+            }
+        }
+        if (!error) {
+            acceptor.bind(endpoint, error);
+        }
+        if (!error) {
+            acceptor.listen(asio::socket_base::max_listen_connections, error);
+        }
+        if (error) {
+            return make_error("cannot listen on " + spec.to_string() + ": " + error.message());
+        }
+        listeners->bound_.push_back(std::move(bound));
+    }
+    return listeners;
+}
+
+void WorkerListeners::start() {
+    for (auto& bound : bound_) {
+        asio::co_spawn(worker_.io, accept_loop(worker_, bound->acceptor, bound->spec),
+                       asio::detached);
+    }
+}
+
+void WorkerListeners::close() {
+    for (auto& bound : bound_) {
+        std::error_code ignored;
+        bound->acceptor.close(ignored);
+    }
+}
+
+}  // namespace tlsgate::listen

@@ -1,0 +1,181 @@
+#include "record/connection_log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace tlsgate::record {
+namespace {
+
+std::string iso8601(std::chrono::system_clock::time_point when) {
+    const auto since_epoch = when.time_since_epoch();
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(since_epoch - seconds).count();
+    const std::time_t time = seconds.count();
+    std::tm utc{};
+    gmtime_r(&time, &utc);
+    char buffer[40];
+    const std::size_t length = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
+    char fraction[16];
+    std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros));
+    return std::string(buffer, length) + fraction;
+}
+
+void put_if(nlohmann::json& object, const char* key, const std::string& value) {
+    if (!value.empty()) {
+        object[key] = value;
+    }
+}
+
+nlohmann::json tls_leg(const TlsLeg& leg) {
+    nlohmann::json object = nlohmann::json::object();
+    put_if(object, "version", leg.version);
+    put_if(object, "alpn", leg.alpn);
+    put_if(object, "cipher", leg.cipher);
+    return object;
+}
+
+}  // namespace
+
+std::string to_json_line(const ConnectionRecord& record) {
+    nlohmann::json line;
+    line["ts"] = iso8601(record.start);
+    line["id"] = record.id;
+    line["duration_ms"] = record.duration_ms;
+    line["listener"] = record.listener;
+    line["client"] = record.client_address;
+    put_if(line, "destination", record.destination);
+    put_if(line, "destination_address", record.destination_address);
+    put_if(line, "sni", record.sni);
+    line["kind"] = record.kind;
+    line["action"] = record.action;
+    put_if(line, "rule", record.rule);
+    put_if(line, "reason", record.reason);
+    if (!record.client_tls.version.empty()) {
+        line["client_tls"] = tls_leg(record.client_tls);
+    }
+    if (!record.upstream_tls.version.empty()) {
+        line["upstream_tls"] = tls_leg(record.upstream_tls);
+    }
+    if (!record.upstream_sha256.empty()) {
+        line["upstream_cert"] = {{"subject", record.upstream_subject},
+                                 {"issuer", record.upstream_issuer},
+                                 {"sha256", record.upstream_sha256}};
+    }
+    put_if(line, "upstream_verify_error", record.upstream_verify_error);
+    if (record.http_status) {
+        line["http_status"] = *record.http_status;
+    }
+    if (record.http_requests != 0) {
+        line["http_requests"] = record.http_requests;
+    }
+    line["bytes_up"] = record.bytes_client_to_server;
+    line["bytes_down"] = record.bytes_server_to_client;
+    put_if(line, "error", record.error);
+    // Names and paths come from the network: replace invalid UTF-8 instead of throwing.
+    return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Result<std::unique_ptr<ConnectionLog>> ConnectionLog::open(const std::filesystem::path& path,
+                                                           std::size_t queue_capacity,
+                                                           Reporter report) {
+    std::error_code error;
+    if (path.has_parent_path()) {
+        std::filesystem::create_directories(path.parent_path(), error);
+    }
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return make_error("cannot open connection log " + path.string() + ": " +
+                          std::strerror(errno));
+    }
+    return std::unique_ptr<ConnectionLog>(
+        new ConnectionLog(fd, path, queue_capacity, std::move(report)));
+}
+
+ConnectionLog::ConnectionLog(int fd, std::filesystem::path path, std::size_t capacity,
+                             Reporter report)
+    : fd_(fd), path_(std::move(path)), capacity_(capacity), report_(std::move(report)) {
+    writer_ = std::thread([this] { run(); });
+}
+
+ConnectionLog::~ConnectionLog() {
+    close();
+    ::close(fd_);
+}
+
+bool ConnectionLog::submit(ConnectionRecord record) {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ || queue_.size() >= capacity_) {
+            dropped_.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+        queue_.push_back(std::move(record));
+    }
+    wake_.notify_one();
+    return true;
+}
+
+void ConnectionLog::close() {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ && !writer_.joinable()) {
+            return;
+        }
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (writer_.joinable()) {
+        writer_.join();
+    }
+}
+
+void ConnectionLog::run() {
+    std::deque<ConnectionRecord> batch;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty() && stopping_) {
+                return;
+            }
+            batch.swap(queue_);
+        }
+        std::string text;
+        for (const auto& record : batch) {
+            text += to_json_line(record);
+        }
+        write_batch(text);
+        written_.fetch_add(batch.size(), std::memory_order_relaxed);
+        batch.clear();
+    }
+}
+
+void ConnectionLog::write_batch(const std::string& text) {
+    std::size_t offset = 0;
+    while (offset < text.size()) {
+        const ssize_t n = ::write(fd_, text.data() + offset, text.size() - offset);
+        if (n > 0) {
+            offset += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        const auto now = std::chrono::steady_clock::now();
+        // A full disk fails every write: say so at most every 10 s.
+        if (report_ && now - last_error_report_ > std::chrono::seconds(10)) {
+            last_error_report_ = now;
+            report_("connection log " + path_.string() + ": write failed (" +
+                    std::strerror(errno) + "); records are being lost, traffic is not");
+        }
+        return;
+    }
+}
+
+}  // namespace tlsgate::record

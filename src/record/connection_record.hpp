@@ -1,0 +1,43 @@
+#pragma once
+// What the gateway recorded about one client connection: who, where, what the policy decided and
+// why, what each TLS leg negotiated, what upstream presented, how much passed, and how it ended.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace tlsgate::record {
+
+struct TlsLeg {
+    std::string version;  // "TLSv1.3"; empty when no handshake completed
+    std::string alpn;
+    std::string cipher;
+};
+
+struct ConnectionRecord {
+    std::uint64_t id = 0;
+    std::chrono::system_clock::time_point start;
+    double duration_ms = 0;
+    std::string listener;        // "explicit@127.0.0.1:8080"
+    std::string client_address;  // "127.0.0.1:53422"
+    std::string destination;     // host:port as requested (CONNECT authority, Host, or address)
+    std::string destination_address;  // the address actually connected to
+    std::string sni;
+    std::string kind;     // tunnel, http (plain HTTP forwarding)
+    std::string action;   // intercept, passthrough, block, none (failed before a decision)
+    std::string rule;     // the policy rule that decided, or "default"
+    std::string reason;   // why the connection took the path it took or ended as it did
+    TlsLeg client_tls;
+    TlsLeg upstream_tls;
+    std::string upstream_subject;
+    std::string upstream_issuer;
+    std::string upstream_sha256;
+    std::string upstream_verify_error;  // classify_verify_result code
+    std::optional<int> http_status;     // the status tlsgate itself answered (CONNECT, errors)
+    std::uint64_t http_requests = 0;    // plain HTTP requests forwarded on this connection
+    std::uint64_t bytes_client_to_server = 0;
+    std::uint64_t bytes_server_to_client = 0;
+    std::string error;
+};
+
+}  // namespace tlsgate::record

@@ -1,0 +1,143 @@
+#include "relay/connection.hpp"
+
+#include <asio/ip/tcp.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "relay/byte_stream.hpp"
+
+namespace tlsgate::relay {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::string endpoint_text(const tcp::endpoint& endpoint) {
+    const auto address = endpoint.address();
+    const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return host + ":" + std::to_string(endpoint.port());
+}
+
+Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
+                       std::string listener)
+    : worker(worker_context),
+      client(std::move(client_socket)),
+      upstream(worker_context.io),
+      timer_(worker_context.io),
+      started_(Clock::now()) {
+    ++worker.open_connections;
+    ++worker.counters.accepted;
+    record.id = (static_cast<std::uint64_t>(worker.index) << 48) | ++worker.next_connection;
+    record.start = std::chrono::system_clock::now();
+    record.listener = std::move(listener);
+    record.action = "none";
+    std::error_code error;
+    const auto peer = client.remote_endpoint(error);
+    if (!error) {
+        record.client_address = endpoint_text(peer);
+    }
+}
+
+Connection::~Connection() {
+    record.duration_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    if (timed_out_phase_ != nullptr && record.error.empty()) {
+        record.error = std::string("timeout: ") + timed_out_phase_;
+    }
+    if (worker.shared.connection_log != nullptr) {
+        worker.shared.connection_log->submit(std::move(record));
+    }
+    --worker.open_connections;
+}
+
+void Connection::arm_timeout(Clock::duration limit, const char* phase) {
+    limit_ = limit;
+    phase_ = phase;
+    deadline_ = Clock::now() + limit;
+    if (!timer_running_) {
+        wait_for_deadline();
+    }
+}
+
+void Connection::disarm() { deadline_ = Clock::time_point::max(); }
+
+void Connection::abort() {
+    abort_socket(client);
+    abort_socket(upstream);
+}
+
+void Connection::wait_for_deadline() {
+    timer_running_ = true;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([weak = weak_from_this()](std::error_code error) {
+        const auto self = weak.lock();
+        if (!self) {
+            return;
+        }
+        self->timer_running_ = false;
+        if (self->deadline_ == Clock::time_point::max()) {
+            return;
+        }
+        if (error != asio::error::operation_aborted && Clock::now() >= self->deadline_) {
+            self->timed_out_phase_ = self->phase_;
+            ++self->worker.counters.timeouts;
+            self->abort();
+            return;
+        }
+        self->wait_for_deadline();
+    });
+}
+
+asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, const std::string& host,
+                                                    std::uint16_t port) {
+    connection.arm_timeout(connection.worker.shared.timeouts.connect, "connect");
+    std::vector<tcp::endpoint> endpoints;
+    std::error_code error;
+    const auto& static_hosts = connection.worker.shared.static_hosts;
+    if (auto literal = asio::ip::make_address(host, error); !error) {
+        endpoints.emplace_back(literal, port);
+    } else if (auto fixed = static_hosts.find(host); fixed != static_hosts.end()) {
+        endpoints.emplace_back(asio::ip::make_address(fixed->second.to_string()), port);
+    } else {
+        tcp::resolver resolver(connection.worker.io);
+        const std::string service = std::to_string(port);
+        auto results = co_await resolver.async_resolve(
+            host, service, asio::redirect_error(asio::use_awaitable, error));
+        if (connection.timed_out_phase() != nullptr) {
+            co_return make_error("timed out resolving " + host);
+        }
+        if (error) {
+            co_return make_error("cannot resolve " + host + ": " + error.message());
+        }
+        for (const auto& entry : results) {
+            endpoints.push_back(entry.endpoint());
+        }
+    }
+    // Never connect back to the listener the client came in on: that loop would feed itself.
+    const auto listener = connection.client.local_endpoint(error);
+    std::string last_error = "no address";
+    for (const auto& endpoint : endpoints) {
+        if (!error && endpoint == listener) {
+            co_return make_error("refusing to connect to tlsgate's own listener " +
+                                 endpoint_text(endpoint));
+        }
+        std::error_code connect_error;
+        connection.upstream = tcp::socket(connection.worker.io);
+        co_await connection.upstream.async_connect(
+            endpoint, asio::redirect_error(asio::use_awaitable, connect_error));
+        if (!connect_error) {
+            connection.upstream.set_option(tcp::no_delay(true), connect_error);
+            const auto address = endpoint.address();
+            auto parsed = IpAddress::parse(address.to_string());
+            connection.record.destination_address = endpoint_text(endpoint);
+            co_return *parsed;
+        }
+        if (connection.timed_out_phase() != nullptr) {
+            co_return make_error("timed out connecting to " + endpoint_text(endpoint));
+        }
+        last_error = endpoint_text(endpoint) + ": " + connect_error.message();
+    }
+    co_return make_error("cannot connect to " + host + ":" + std::to_string(port) + " (" +
+                         last_error + ")");
+}
+
+}  // namespace tlsgate::relay

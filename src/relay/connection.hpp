@@ -1,0 +1,73 @@
+#pragma once
+// One client connection: its sockets, its record, and the single watchdog that enforces
+// whichever timeout the current phase has (ClientHello, connect, handshake, idle).
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.hpp"
+#include "record/connection_record.hpp"
+#include "relay/worker_context.hpp"
+
+namespace tlsgate::relay {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    Connection(WorkerContext& worker, asio::ip::tcp::socket client, std::string listener);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Starts (or restarts) the watchdog: if the deadline passes, both sockets are aborted and the
+    // record says which phase timed out.
+    void arm_timeout(std::chrono::steady_clock::duration limit, const char* phase);
+    // Pushes the deadline out by the current phase's limit (relay activity).
+    void touch() { deadline_ = std::chrono::steady_clock::now() + limit_; }
+    void disarm();
+    void abort();
+    const char* timed_out_phase() const { return timed_out_phase_; }
+
+    WorkerContext& worker;
+    asio::ip::tcp::socket client;
+    asio::ip::tcp::socket upstream;
+    record::ConnectionRecord record;
+
+private:
+    void wait_for_deadline();
+
+    asio::steady_timer timer_;
+    std::chrono::steady_clock::time_point deadline_{};
+    std::chrono::steady_clock::duration limit_{};
+    const char* phase_ = "";
+    const char* timed_out_phase_ = nullptr;
+    bool timer_running_ = false;
+    std::chrono::steady_clock::time_point started_;
+};
+
+// Where a tunnel goes: the name the client asked for (CONNECT authority; empty in transparent
+// mode) and the address already connected to.
+struct TunnelTarget {
+    std::string host;  // normalized host name or IP literal, may be empty
+    std::uint16_t port = 0;
+    std::optional<IpAddress> address;
+};
+
+// The tunnel's story once upstream TCP is connected: classify the first client bytes, decide,
+// then pass through, intercept or block. `already_read` are client bytes read past the request.
+asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
+                                 std::vector<std::uint8_t> already_read, TunnelTarget target);
+
+// Resolves `host` (unless it is an IP literal) and connects connection->upstream to the first
+// address that answers. Error text on failure ("connection refused", "no such host", ...).
+asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, const std::string& host,
+                                                    std::uint16_t port);
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint);
+
+}  // namespace tlsgate::relay

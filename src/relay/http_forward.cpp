@@ -1,0 +1,300 @@
+#include "relay/http_forward.hpp"
+
+#include <array>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "common/hostname.hpp"
+#include "inspect/http1.hpp"
+#include "relay/byte_stream.hpp"
+#include "relay/pump.hpp"
+
+namespace tlsgate::relay {
+namespace {
+
+using asio::ip::tcp;
+
+// Appends what the socket has (up to 16 KiB) to `buffer`; false at end of stream or on error.
+asio::awaitable<bool> read_more(Connection& connection, tcp::socket& socket, std::string& buffer) {
+    std::array<char, 16 * 1024> chunk;
+    std::error_code error;
+    const std::size_t n = co_await socket.async_read_some(
+        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+    if (error) {
+        co_return false;
+    }
+    connection.touch();
+    buffer.append(chunk.data(), n);
+    co_return true;
+}
+
+asio::awaitable<bool> write_text(tcp::socket& socket, std::string_view text) {
+    std::error_code error;
+    co_await asio::async_write(socket, asio::buffer(text.data(), text.size()),
+                               asio::redirect_error(asio::use_awaitable, error));
+    co_return !error;
+}
+
+// Reads until `parse` gives a verdict on the bytes at the start of `buffer`.
+template <typename Parse>
+asio::awaitable<decltype(std::declval<Parse>()(std::string_view{}))> read_head(
+    Connection& connection, tcp::socket& socket, std::string& buffer, Parse parse) {
+    for (;;) {
+        auto result = parse(std::string_view(buffer));
+        if (result.status != http1::ParseStatus::need_more) {
+            co_return result;
+        }
+        if (!co_await read_more(connection, socket, buffer)) {
+            result.error = buffer.empty() ? "" : "connection closed inside a message head";
+            co_return result;
+        }
+    }
+}
+
+// Moves one body from `from` to `to`: bytes already in `buffer` first, then from the socket,
+// until the framing says the body ended. What follows the body stays in `buffer`.
+asio::awaitable<bool> forward_body(Connection& connection, tcp::socket& from, tcp::socket& to,
+                                   std::string& buffer, const http1::BodyFraming& framing,
+                                   std::uint64_t& counter) {
+    http1::BodyReader reader(framing);
+    if (reader.done()) {
+        co_return true;
+    }
+    for (;;) {
+        if (!buffer.empty()) {
+            const auto step = reader.feed(buffer);
+            if (step.error) {
+                connection.record.error = "malformed body: " + std::string(step.error_text);
+                co_return false;
+            }
+            if (!co_await write_text(to, std::string_view(buffer).substr(0, step.consumed))) {
+                connection.record.error = "write failed while relaying a body";
+                co_return false;
+            }
+            counter += step.consumed;
+            buffer.erase(0, step.consumed);
+            if (step.done) {
+                co_return true;
+            }
+        }
+        if (!co_await read_more(connection, from, buffer)) {
+            if (reader.finish_on_close()) {
+                co_return true;
+            }
+            connection.record.error = "connection closed inside a body";
+            co_return false;
+        }
+    }
+}
+
+bool is_hop_by_hop_for_proxy(std::string_view name) {
+    auto equals = [&](std::string_view other) {
+        if (name.size() != other.size()) {
+            return false;
+        }
+        for (std::size_t i = 0; i < name.size(); ++i) {
+            if (std::tolower(static_cast<unsigned char>(name[i])) != other[i]) {
+                return false;
+            }
+        }
+        return true;
+    };
+    return equals("proxy-connection") || equals("proxy-authorization");
+}
+
+std::string origin_form_head(const http1::RequestHead& head, const std::string& origin_form) {
+    std::string text = head.method + " " + origin_form + " HTTP/1." +
+                       std::to_string(head.version_minor) + "\r\n";
+    for (const auto& header : head.headers) {
+        if (!is_hop_by_hop_for_proxy(header.name)) {
+            text += header.name + ": " + header.value + "\r\n";
+        }
+    }
+    text += "\r\n";
+    return text;
+}
+
+}  // namespace
+
+asio::awaitable<void> send_proxy_error(Connection& connection, int status, std::string_view reason,
+                                       std::string_view detail) {
+    std::string body = std::to_string(status) + " " + std::string(reason) + ": " +
+                       std::string(detail) + "\n";
+    std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+                           "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                           std::to_string(body.size()) +
+                           "\r\nConnection: close\r\nServer: tlsgate\r\n\r\n" + body;
+    connection.record.http_status = status;
+    co_await write_text(connection.client, response);
+    std::error_code ignored;
+    connection.client.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
+                                         std::string buffer) {
+    auto& worker = connection->worker;
+    auto& record = connection->record;
+    record.kind = "http";
+    std::string connected_authority;
+    std::string upstream_buffer;
+    connection->arm_timeout(worker.shared.timeouts.idle, "idle");
+
+    for (;;) {
+        auto request = co_await read_head(*connection, connection->client, buffer,
+                                          [](std::string_view text) {
+                                              return http1::parse_request_head(text);
+                                          });
+        if (request.status == http1::ParseStatus::need_more) {
+            co_return;  // the client closed between requests: the normal end of keep-alive
+        }
+        if (request.status == http1::ParseStatus::error) {
+            ++worker.counters.bad_request;
+            co_await send_proxy_error(*connection, 400, "Bad Request", request.error);
+            co_return;
+        }
+        const auto& head = request.head;
+        const auto url = http1::parse_absolute_url(head.target);
+        if (!url || url->scheme != "http") {
+            ++worker.counters.bad_request;
+            co_await send_proxy_error(*connection, 400, "Bad Request",
+                                      "a proxy request needs an absolute http:// URL (use "
+                                      "CONNECT for https)");
+            co_return;
+        }
+        std::string host = url->authority.host;
+        if (!IpAddress::parse(host)) {
+            auto normalized = normalize_hostname(host);
+            if (!normalized) {
+                co_await send_proxy_error(*connection, 400, "Bad Request", "invalid host name");
+                co_return;
+            }
+            host = std::move(*normalized);
+        }
+        const std::uint16_t port = url->authority.port;
+        const std::string authority = host + ":" + std::to_string(port);
+        record.destination = authority;
+        const auto decision = worker.shared.policy->decide({host, std::nullopt, port});
+        record.rule = decision.rule_name;
+        record.action = policy::to_string(decision.action);
+        if (decision.action == policy::Action::block) {
+            ++worker.counters.blocked;
+            record.reason = "blocked by policy";
+            // GCC 12 destroys temporaries inside a co_await expression twice: name them.
+            const std::string block_reason =
+                "blocked by tlsgate policy (" + std::string(decision.rule_name) + ")";
+            co_await send_proxy_error(*connection, 403, "Forbidden", block_reason);
+            co_return;
+        }
+        const auto framing = http1::request_body_framing(head);
+        if (!framing.ok) {
+            ++worker.counters.bad_request;
+            co_await send_proxy_error(*connection, 400, "Bad Request", framing.error);
+            co_return;
+        }
+        if (authority != connected_authority || !connection->upstream.is_open()) {
+            std::error_code ignored;
+            connection->upstream.close(ignored);
+            upstream_buffer.clear();
+            auto connected = co_await connect_upstream(*connection, host, port);
+            connection->arm_timeout(worker.shared.timeouts.idle, "idle");
+            if (!connected) {
+                ++worker.counters.upstream_connect_failed;
+                record.reason = connected.error();
+                co_await send_proxy_error(*connection, 502, "Bad Gateway", connected.error());
+                co_return;
+            }
+            connected_authority = authority;
+        }
+        ++worker.counters.http_forwarded;
+        ++record.http_requests;
+        buffer.erase(0, request.head_size);
+        const bool client_keep_alive = http1::wants_keep_alive(head.version_minor, head.headers);
+        const std::string method = head.method;
+        const bool expects_continue = http1::header_has_token(head.headers, "expect", "100-continue");
+        const std::string upstream_head = origin_form_head(head, url->origin_form);
+        if (!co_await write_text(connection->upstream, upstream_head)) {
+            record.error = "upstream write failed";
+            co_return;
+        }
+        // With "Expect: 100-continue" the client waits for an interim answer before its body.
+        bool body_sent = false;
+        if (!expects_continue) {
+            if (!co_await forward_body(*connection, connection->client, connection->upstream,
+                                       buffer, framing.framing, record.bytes_client_to_server)) {
+                co_return;
+            }
+            body_sent = true;
+        }
+
+        for (;;) {
+            auto response = co_await read_head(*connection, connection->upstream, upstream_buffer,
+                                               [](std::string_view text) {
+                                                   return http1::parse_response_head(text);
+                                               });
+            if (response.status != http1::ParseStatus::complete) {
+                if (record.http_requests == 1 || !response.error.empty()) {
+                    record.error = "upstream answered no valid response: " + response.error;
+                    co_await send_proxy_error(*connection, 502, "Bad Gateway",
+                                              "upstream sent no valid HTTP response");
+                }
+                co_return;
+            }
+            const auto& response_head = response.head;
+            const std::string_view head_bytes =
+                std::string_view(upstream_buffer).substr(0, response.head_size);
+            if (!co_await write_text(connection->client, head_bytes)) {
+                co_return;
+            }
+            record.bytes_server_to_client += response.head_size;
+            upstream_buffer.erase(0, response.head_size);
+            if (response_head.status == 101) {
+                // Upgraded (e.g. WebSocket over plain HTTP): from here on, bytes both ways.
+                TcpStream client(connection->client);
+                TcpStream upstream(connection->upstream);
+                if (!buffer.empty()) {
+                    co_await upstream.write_all({reinterpret_cast<const std::uint8_t*>(buffer.data()), buffer.size()});
+                }
+                if (!upstream_buffer.empty()) {
+                    co_await client.write_all({reinterpret_cast<const std::uint8_t*>(upstream_buffer.data()),
+                                               upstream_buffer.size()});
+                }
+                co_await relay_both_ways(*connection, client, upstream);
+                co_return;
+            }
+            if (response_head.status >= 100 && response_head.status < 200) {
+                if (response_head.status == 100 && !body_sent) {
+                    if (!co_await forward_body(*connection, connection->client,
+                                               connection->upstream, buffer, framing.framing,
+                                               record.bytes_client_to_server)) {
+                        co_return;
+                    }
+                    body_sent = true;
+                }
+                continue;
+            }
+            const auto response_framing = http1::response_body_framing(response_head, method);
+            if (!response_framing.ok) {
+                record.error = "upstream response framing: " + response_framing.error;
+                co_return;
+            }
+            if (!co_await forward_body(*connection, connection->upstream, connection->client,
+                                       upstream_buffer, response_framing.framing,
+                                       record.bytes_server_to_client)) {
+                co_return;
+            }
+            const bool reusable =
+                client_keep_alive && body_sent &&
+                http1::wants_keep_alive(response_head.version_minor, response_head.headers) &&
+                response_framing.framing.kind != http1::BodyFraming::Kind::until_close;
+            if (!reusable) {
+                std::error_code ignored;
+                connection->client.shutdown(tcp::socket::shutdown_send, ignored);
+                co_return;
+            }
+            break;
+        }
+    }
+}
+
+}  // namespace tlsgate::relay

@@ -1,0 +1,58 @@
+#include "relay/pump.hpp"
+
+#include <array>
+#include <asio/experimental/awaitable_operators.hpp>
+
+namespace tlsgate::relay {
+namespace {
+
+struct Direction {
+    const char* name;
+    ByteStream& from;
+    ByteStream& to;
+    std::uint64_t& bytes;
+};
+
+// The first failure is the cause; the other direction then only sees the abort it caused.
+void fail(Connection& connection, const Direction& direction, const std::string& what) {
+    if (connection.record.error.empty() && connection.timed_out_phase() == nullptr) {
+        connection.record.error = std::string(direction.name) + " " + what;
+    }
+    connection.abort();
+}
+
+asio::awaitable<void> pump(Connection& connection, Direction& direction) {
+    std::array<std::uint8_t, 16 * 1024> buffer;
+    for (;;) {
+        const ReadResult read = co_await direction.from.read_some(buffer);
+        if (read.error) {
+            fail(connection, direction, "read: " + direction.from.error_text());
+            co_return;
+        }
+        if (read.end_of_stream) {
+            co_await direction.to.shutdown_write(read.clean_end);
+            co_return;
+        }
+        connection.touch();
+        if (const auto error = co_await direction.to.write_all({buffer.data(), read.bytes})) {
+            fail(connection, direction, "write: " + direction.to.error_text());
+            co_return;
+        }
+        direction.bytes += read.bytes;
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> relay_both_ways(Connection& connection, ByteStream& client_side,
+                                      ByteStream& upstream_side) {
+    using namespace asio::experimental::awaitable_operators;
+    auto& record = connection.record;
+    connection.arm_timeout(connection.worker.shared.timeouts.idle, "idle");
+    Direction up{"client->upstream", client_side, upstream_side, record.bytes_client_to_server};
+    Direction down{"upstream->client", upstream_side, client_side, record.bytes_server_to_client};
+    co_await (pump(connection, up) && pump(connection, down));
+    connection.disarm();
+}
+
+}  // namespace tlsgate::relay

@@ -1,0 +1,298 @@
+// The tunnel's story: classify the client's first bytes, decide, then pass through, intercept or
+// block. See docs/life-of-a-connection.md.
+#include <openssl/ssl.h>
+
+#include <array>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "classify/client_hello.hpp"
+#include "common/hostname.hpp"
+#include "pki/ca.hpp"
+#include "pki/mint.hpp"
+#include "relay/byte_stream.hpp"
+#include "relay/connection.hpp"
+#include "relay/pump.hpp"
+#include "tls/contexts.hpp"
+
+namespace tlsgate::relay {
+namespace {
+
+// TLS alert descriptions (RFC 8446 section 6).
+enum class Alert : std::uint8_t {
+    handshake_failure = 40,
+    illegal_parameter = 47,
+    access_denied = 49,
+    decode_error = 50,
+};
+
+// A fatal alert in a plaintext record, sent before any TLS object exists (the client is still
+// waiting for a ServerHello): the client reports a handshake error and never sees a certificate.
+asio::awaitable<void> send_fatal_alert(Connection& connection, Alert alert) {
+    const std::array<std::uint8_t, 7> record{0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
+                                             static_cast<std::uint8_t>(alert)};
+    std::error_code ignored;
+    co_await asio::async_write(connection.client, asio::buffer(record),
+                               asio::redirect_error(asio::use_awaitable, ignored));
+    connection.client.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+// Reads from the client until the parser has a verdict. `buffer` keeps every byte for replay.
+asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
+                                                         std::vector<std::uint8_t>& buffer,
+                                                         classify::ClientHelloParser& parser) {
+    if (!buffer.empty()) {
+        parser.feed(buffer);
+    }
+    std::array<std::uint8_t, 16 * 1024> chunk;
+    while (parser.status() == classify::HelloStatus::need_more) {
+        std::error_code error;
+        const std::size_t n = co_await connection.client.async_read_some(
+            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+        if (error) {
+            if (connection.timed_out_phase() == nullptr) {
+                connection.record.error =
+                    buffer.empty() ? "client closed before sending anything"
+                                   : "client closed during the ClientHello (" +
+                                         std::to_string(buffer.size()) + " bytes)";
+            }
+            co_return classify::HelloStatus::need_more;
+        }
+        buffer.insert(buffer.end(), chunk.begin(), chunk.begin() + static_cast<long>(n));
+        parser.feed({chunk.data(), n});
+    }
+    co_return parser.status();
+}
+
+asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t> already_read) {
+    TcpStream client(connection.client);
+    TcpStream upstream(connection.upstream);
+    if (!already_read.empty()) {
+        if (auto error = co_await upstream.write_all(already_read)) {
+            connection.record.error = "upstream write: " + upstream.error_text();
+            co_return;
+        }
+        connection.record.bytes_client_to_server += already_read.size();
+    }
+    co_await relay_both_ways(connection, client, upstream);
+}
+
+// A cached leaf is reused only for the same verified upstream certificate and the same SNI, so a
+// later bad upstream is never masked: verification happens on every connection before this.
+pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::string& fingerprint,
+                      const std::string& client_name) {
+    auto& worker = connection.worker;
+    const std::string key = fingerprint + '\n' + client_name;
+    if (auto cached = worker.leaf_cache.find(key)) {
+        ++worker.counters.leaf_cache_hits;
+        return cached;
+    }
+    auto properties =
+        pki::mirror_properties(upstream_cert, client_name, std::time(nullptr), pki::random_serial());
+    if (!properties) {
+        connection.record.error = "cannot mirror the upstream certificate: " + properties.error();
+        return nullptr;
+    }
+    auto leaf = pki::mint_leaf(*properties, worker.leaf_key.get(), worker.shared.ca);
+    if (!leaf) {
+        connection.record.error = "minting failed: " + leaf.error();
+        return nullptr;
+    }
+    ++worker.counters.leaves_minted;
+    worker.leaf_cache.insert(key, leaf->get());
+    return std::move(*leaf);
+}
+
+// Upstream first, then the client: the client is shown a certificate only after the real server's
+// chain and name were verified, and only with what upstream negotiated (version cap, ALPN).
+asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t> client_bytes,
+                                const classify::ClientHello& hello, const std::string& sni,
+                                const std::string& verify_name) {
+    auto& worker = connection.worker;
+    auto& record = connection.record;
+    const auto& timeouts = worker.shared.timeouts;
+
+    pki::SslPtr upstream_ssl(SSL_new(worker.upstream_context.get()));
+    if (!upstream_ssl) {
+        record.error = "SSL_new: " + pki::last_openssl_error();
+        co_return;
+    }
+    if (auto configured = tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name,
+                                                      tls::relayable_alpn(hello.alpn));
+        !configured) {
+        record.error = configured.error();
+        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        co_return;
+    }
+    TlsStream upstream(connection.upstream, std::move(upstream_ssl), TlsStream::Role::client);
+    connection.arm_timeout(timeouts.handshake, "upstream_handshake");
+    if (co_await upstream.handshake()) {
+        const long verify_result = SSL_get_verify_result(upstream.ssl());
+        if (verify_result != X509_V_OK) {
+            const auto failure = tls::classify_verify_result(verify_result);
+            ++worker.counters.upstream_verify_failed;
+            record.upstream_verify_error = failure.code;
+            record.reason = "upstream certificate rejected: " + failure.detail;
+        } else {
+            ++worker.counters.upstream_tls_failed;
+            if (connection.timed_out_phase() == nullptr) {
+                record.reason = "upstream TLS handshake failed: " + upstream.error_text();
+            }
+        }
+        if (connection.timed_out_phase() == nullptr) {
+            co_await send_fatal_alert(connection, Alert::handshake_failure);
+        }
+        co_return;
+    }
+    record.upstream_tls = {tls::version_name(upstream.ssl()), tls::selected_alpn(upstream.ssl()),
+                           SSL_get_cipher_name(upstream.ssl())};
+
+    X509* upstream_cert = SSL_get0_peer_certificate(upstream.ssl());
+    STACK_OF(X509)* chain = SSL_get0_verified_chain(upstream.ssl());
+    if (upstream_cert == nullptr || chain == nullptr || sk_X509_num(chain) == 0) {
+        record.error = "upstream presented no verified chain";
+        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        co_return;
+    }
+    const std::string fingerprint = pki::sha256_fingerprint_hex(upstream_cert);
+    {
+        const auto summary = pki::summarize(upstream_cert);
+        record.upstream_subject = summary.subject;
+        record.upstream_issuer = summary.issuer;
+        record.upstream_sha256 = fingerprint;
+    }
+    // An interceptor that trusted its own CA upstream would launder its own forgeries.
+    X509* root = sk_X509_value(chain, sk_X509_num(chain) - 1);
+    if (pki::spki_sha256_hex(root) == worker.shared.ca_spki_sha256) {
+        ++worker.counters.upstream_verify_failed;
+        record.upstream_verify_error = "own_ca";
+        record.reason = "upstream chain ends at tlsgate's own CA";
+        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        co_return;
+    }
+
+    const std::string& client_name = sni.empty() ? verify_name : sni;
+    pki::X509Ptr leaf = leaf_for(connection, upstream_cert, fingerprint, client_name);
+    if (!leaf) {
+        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        co_return;
+    }
+    pki::SslPtr client_ssl(SSL_new(worker.client_context.get()));
+    if (!client_ssl || SSL_use_certificate(client_ssl.get(), leaf.get()) != 1 ||
+        SSL_use_PrivateKey(client_ssl.get(), worker.leaf_key.get()) != 1 ||
+        SSL_set_max_proto_version(client_ssl.get(), SSL_version(upstream.ssl())) != 1) {
+        record.error = "client TLS setup: " + pki::last_openssl_error();
+        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        co_return;
+    }
+    const std::string mirrored_alpn = record.upstream_tls.alpn;
+    tls::set_mirrored_alpn(client_ssl.get(), &mirrored_alpn);
+    TlsStream client(connection.client, std::move(client_ssl), TlsStream::Role::server,
+                     std::move(client_bytes));
+    connection.arm_timeout(timeouts.handshake, "client_handshake");
+    if (co_await client.handshake()) {
+        ++worker.counters.client_handshake_failed;
+        if (connection.timed_out_phase() == nullptr) {
+            record.reason = "client handshake failed (does the client trust the tlsgate CA?): " +
+                            client.error_text();
+        }
+        co_return;
+    }
+    tls::set_mirrored_alpn(client.ssl(), nullptr);
+    record.client_tls = {tls::version_name(client.ssl()), tls::selected_alpn(client.ssl()),
+                         SSL_get_cipher_name(client.ssl())};
+    ++worker.counters.intercepted;
+    co_await relay_both_ways(connection, client, upstream);
+}
+
+}  // namespace
+
+asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
+                                 std::vector<std::uint8_t> already_read, TunnelTarget target) {
+    auto& worker = connection->worker;
+    auto& record = connection->record;
+    record.kind = "tunnel";
+    connection->arm_timeout(worker.shared.timeouts.client_hello, "client_hello");
+
+    classify::ClientHelloParser parser;
+    const auto status = co_await read_client_hello(*connection, already_read, parser);
+    policy::Query query{target.host, target.address, target.port};
+
+    switch (status) {
+        case classify::HelloStatus::need_more:
+            co_return;  // the client went away or timed out; the record says which
+        case classify::HelloStatus::not_tls: {
+            const auto decision = worker.shared.policy->decide(query);
+            record.rule = decision.rule_name;
+            if (decision.action == policy::Action::block) {
+                ++worker.counters.blocked;
+                record.action = "block";
+                record.reason = "not TLS, blocked by policy";
+                co_return;
+            }
+            ++worker.counters.relayed_raw;
+            record.action = "passthrough";
+            record.reason = "not TLS: relayed raw";
+            co_await relay_raw(*connection, std::move(already_read));
+            co_return;
+        }
+        case classify::HelloStatus::invalid:
+            ++worker.counters.bad_client_hello;
+            record.error = "malformed ClientHello: " + parser.error();
+            co_await send_fatal_alert(*connection, Alert::decode_error);
+            co_return;
+        case classify::HelloStatus::too_large:
+            ++worker.counters.client_hello_too_large;
+            record.error = "ClientHello larger than " +
+                           std::to_string(classify::ClientHelloParser::kDefaultMaxBytes) +
+                           " bytes";
+            co_await send_fatal_alert(*connection, Alert::decode_error);
+            co_return;
+        case classify::HelloStatus::complete:
+            break;
+    }
+
+    const auto& hello = parser.hello();
+    std::string sni;
+    if (hello.has_sni) {
+        auto normalized = normalize_hostname(hello.sni);
+        if (!normalized) {
+            ++worker.counters.bad_client_hello;
+            record.error = "SNI is not a valid host name";
+            co_await send_fatal_alert(*connection, Alert::illegal_parameter);
+            co_return;
+        }
+        sni = std::move(*normalized);
+        record.sni = sni;
+    }
+    // The SNI names the host when there is one; a CONNECT authority or the address otherwise.
+    const std::string& host = sni.empty() ? target.host : sni;
+    query.host = host;
+    const auto decision = worker.shared.policy->decide(query);
+    record.rule = decision.rule_name;
+    record.action = policy::to_string(decision.action);
+    switch (decision.action) {
+        case policy::Action::block:
+            ++worker.counters.blocked;
+            record.reason = "blocked by policy";
+            co_await send_fatal_alert(*connection, Alert::access_denied);
+            co_return;
+        case policy::Action::passthrough:
+            ++worker.counters.passed_through;
+            record.reason = "passthrough by policy";
+            co_await relay_raw(*connection, std::move(already_read));
+            co_return;
+        case policy::Action::intercept: {
+            record.reason = "intercept by policy";
+            std::string verify_name = host;
+            if (verify_name.empty() && target.address) {
+                verify_name = target.address->to_string();
+            }
+            co_await intercept(*connection, std::move(already_read), hello, sni, verify_name);
+            co_return;
+        }
+    }
+}
+
+}  // namespace tlsgate::relay

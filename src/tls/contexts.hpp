@@ -1,0 +1,50 @@
+#pragma once
+// OpenSSL contexts for both legs of an intercepted connection. The upstream leg verifies at least
+// as strictly as a browser; the client-facing leg presents minted leaves and mirrors the ALPN
+// protocol upstream chose.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "pki/openssl_handles.hpp"
+
+namespace tlsgate::tls {
+
+struct UpstreamTrust {
+    bool use_system_store = true;
+    std::vector<std::string> extra_ca_files;  // PEM bundles added to the trust store
+};
+
+// TLS 1.2+ client context: forward-secret AEAD suites only, security level 2, no compression or
+// renegotiation, peer verification required against `trust`.
+Result<pki::SslCtxPtr> make_upstream_context(const UpstreamTrust& trust);
+// TLS 1.2+ server context for the client leg (the certificate is set per connection).
+Result<pki::SslCtxPtr> make_client_facing_context();
+
+// Upstream SSL setup: SNI (omitted when `sni` is empty or an IP literal), the ALPN offer, and the
+// name the certificate must carry: a DNS name checked against SAN dNSNames only (no CN fallback,
+// no partial wildcards) or an IP literal checked against SAN iPAddresses.
+Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_view verify_name,
+                                    const std::vector<std::string>& alpn_offer);
+
+// The protocol the client leg should select (upstream's choice; empty: no ALPN). Stored on the
+// SSL object and read by the context's ALPN callback.
+void set_mirrored_alpn(SSL* ssl, const std::string* protocol);
+
+// ALPN protocols tlsgate can relay and inspect, filtered from the client's offer in its order.
+std::vector<std::string> relayable_alpn(const std::vector<std::string>& client_offer);
+
+// Why upstream verification failed, as a stable code for records and metrics plus OpenSSL's text.
+struct VerifyFailure {
+    std::string code;    // expired, not_yet_valid, self_signed, untrusted_root, wrong_host,
+                         // weak_key, weak_signature, invalid_chain, own_ca, other
+    std::string detail;
+};
+VerifyFailure classify_verify_result(long verify_result);
+
+std::string version_name(const SSL* ssl);   // "TLSv1.3"
+std::string selected_alpn(const SSL* ssl);  // "" when none
+
+}  // namespace tlsgate::tls
