@@ -143,7 +143,9 @@ TlsStream::TlsStream(tcp::socket& socket, pki::SslPtr ssl, Role role,
     } else {
         SSL_set_accept_state(ssl_.get());
     }
-    socket_.non_blocking(true);
+    // OpenSSL reads the descriptor itself; it must never block the worker's thread.
+    std::error_code ignored;
+    socket_.non_blocking(true, ignored);
 }
 
 TlsStream::~TlsStream() = default;

@@ -3,6 +3,8 @@
 #include <openssl/ssl.h>
 
 #include <array>
+#include <variant>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -38,12 +40,30 @@ asio::awaitable<void> send_fatal_alert(Connection& connection, Alert alert) {
     connection.client.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
 }
 
+asio::awaitable<std::error_code> wait_readable(asio::ip::tcp::socket& socket) {
+    std::error_code error;
+    co_await socket.async_wait(asio::ip::tcp::socket::wait_read,
+                               asio::redirect_error(asio::use_awaitable, error));
+    co_return error;
+}
+
 // Reads from the client until the parser has a verdict. `buffer` keeps every byte for replay.
+// Before the client's first byte the upstream is watched too: a server that speaks first (SMTP,
+// IMAP, SSH...) means the tunnel is not TLS from the client, and waiting for the client would hang.
 asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
                                                          std::vector<std::uint8_t>& buffer,
-                                                         classify::ClientHelloParser& parser) {
+                                                         classify::ClientHelloParser& parser,
+                                                         bool& server_spoke_first) {
     if (!buffer.empty()) {
         parser.feed(buffer);
+    } else if (connection.upstream.is_open()) {
+        using namespace asio::experimental::awaitable_operators;
+        const auto first =
+            co_await (wait_readable(connection.client) || wait_readable(connection.upstream));
+        if (first.index() == 1 && !std::get<1>(first)) {
+            server_spoke_first = true;
+            co_return classify::HelloStatus::not_tls;
+        }
     }
     std::array<std::uint8_t, 16 * 1024> chunk;
     while (parser.status() == classify::HelloStatus::need_more) {
@@ -216,7 +236,9 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     connection->arm_timeout(worker.shared.timeouts.client_hello, "client_hello");
 
     classify::ClientHelloParser parser;
-    const auto status = co_await read_client_hello(*connection, already_read, parser);
+    bool server_spoke_first = false;
+    const auto status =
+        co_await read_client_hello(*connection, already_read, parser, server_spoke_first);
     policy::Query query{target.host, target.address, target.port};
 
     switch (status) {
@@ -233,7 +255,8 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             }
             ++worker.counters.relayed_raw;
             record.action = "passthrough";
-            record.reason = "not TLS: relayed raw";
+            record.reason = server_spoke_first ? "the server spoke first: relayed raw"
+                                               : "not TLS: relayed raw";
             co_await relay_raw(*connection, std::move(already_read));
             co_return;
         }
