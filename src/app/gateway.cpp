@@ -1,6 +1,7 @@
 #include "app/gateway.hpp"
 
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -93,6 +94,8 @@ void add_counters(relay::Counters& total, const relay::Counters& part) {
 
 int run_gateway(RunOptions options) {
     apply_defaults(options);
+    // Standard output carries the banner only; operational messages go to standard error.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("tlsgate"));
     spdlog::set_level(spdlog::level::from_str(options.log_level));
     std::error_code error;
     std::filesystem::create_directories(options.data_dir, error);

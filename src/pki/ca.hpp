@@ -3,6 +3,7 @@
 // DIR/ca.pem and DIR/ca.key (PEM, key mode 0600), shown, exported for devices and imported.
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "common/result.hpp"
@@ -20,24 +21,32 @@ struct CertificateAuthority {
 inline constexpr const char* kCaCertFile = "ca.pem";
 inline constexpr const char* kCaKeyFile = "ca.key";
 
-// subject: "CN=...,O=..." (comma-separated RDNs; "\," escapes a comma). Root: basicConstraints
-// critical CA:TRUE pathlen:0; keyUsage critical keyCertSign+cRLSign; SKI and AKI; random 128-bit
-// serial; valid from one hour ago for `validity_days`.
+// subject: "CN=...,O=..." (comma-separated RDNs, most specific first as in RFC 4514, so the
+// certificate stores them in reverse and summarize() prints the same string back; "\," escapes a
+// comma, "\\" a backslash). Attribute types: CN O OU C ST L DC emailAddress serialNumber street
+// (short or long names, any case). Root: basicConstraints critical CA:TRUE pathlen:0; keyUsage
+// critical keyCertSign+cRLSign; SKI and AKI; random 128-bit serial; valid from one hour ago for
+// `validity_days` (1..36500).
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
                                        int validity_days = 3650);
-// Writes ca.pem and ca.key (0600, created exclusively). Refuses when either exists, unless
-// `force`. Creates `dir` (0700) if missing.
+// Writes ca.pem (0644) and ca.key (0600, unencrypted PKCS#8, created exclusively). Refuses when
+// either exists ("... exists; use --force"), unless `force`: then both are written to temporary
+// files and renamed over the old ones. Creates `dir` (0700) if missing.
 Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force);
 Result<CertificateAuthority> load_ca(const std::filesystem::path& dir);
-// Reads a CA certificate and key from any files, checks the key matches and the certificate is a
-// CA (basicConstraints CA:TRUE, keyCertSign when keyUsage is present).
+// Reads a CA certificate and key from any files (PEM or DER; encrypted keys are refused rather than
+// prompting), checks the key matches and the certificate is a CA (basicConstraints CA:TRUE,
+// keyCertSign when keyUsage is present). Errors name the file.
 Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,
                                            const std::filesystem::path& key_file);
+// A warning to show (not an error) when group or other have any access to the key file; nullopt
+// when the mode is 0600 or tighter, or the file cannot be examined (reading it reports that).
+std::optional<std::string> key_file_permission_warning(const std::filesystem::path& key_file);
 
 struct CertificateSummary {
-    std::string subject;      // one line, RFC 2253 order
+    std::string subject;  // one line, RFC 2253 order
     std::string issuer;
-    std::string not_before;   // "2026-11-22T15:33:36Z"
+    std::string not_before;  // "2026-11-22T15:33:36Z"
     std::string not_after;
     std::string sha256_fingerprint;  // upper-case hex with colons, like openssl x509 -fingerprint
     std::string spki_sha256;         // lower-case hex, no colons (as FACTS.md and browsers list)
@@ -51,7 +60,7 @@ Result<std::string> export_certificate(X509* cert, ExportFormat format);
 
 std::string sha256_fingerprint_hex(X509* cert);  // lower-case hex, no colons
 std::string spki_sha256_hex(X509* cert);
-std::string format_time_utc(std::time_t when);   // "2026-11-22T15:33:36Z"
+std::string format_time_utc(std::time_t when);  // "2026-11-22T15:33:36Z"
 Result<std::time_t> asn1_time_to_time_t(const ASN1_TIME* time);
 
 }  // namespace tlsgate::pki

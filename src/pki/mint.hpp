@@ -18,9 +18,9 @@
 namespace tlsgate::pki {
 
 struct CertProperties {
-    std::string common_name;               // may be empty (no CN in the subject)
-    std::vector<std::string> dns_names;    // SAN dNSName entries, in order
-    std::vector<IpAddress> ip_addresses;   // SAN iPAddress entries
+    std::string common_name;              // may be empty (no CN in the subject)
+    std::vector<std::string> dns_names;   // SAN dNSName entries, in order
+    std::vector<IpAddress> ip_addresses;  // SAN iPAddress entries
     std::time_t not_before = 0;
     std::time_t not_after = 0;
     std::array<std::uint8_t, 16> serial{};  // positive: the top bit is cleared when encoding
@@ -28,16 +28,20 @@ struct CertProperties {
 
 inline constexpr long kMaxLeafValiditySeconds = 397L * 24 * 3600;
 
-// Names and validity for a leaf standing in for `upstream`: subject CN and every SAN
-// dNSName/iPAddress copied from it; `sni` appended as a dNSName (or an iPAddress when it is an IP
-// literal) when not already listed; notBefore = now - 1 hour; notAfter = min(upstream notAfter,
-// now + 397 days). `serial` comes from the caller (random), so this stays pure.
+// Names and validity for a leaf standing in for `upstream`, which the caller has verified for
+// `sni`: subject CN (first CN, at most 64 characters) and every SAN dNSName/iPAddress copied from
+// it (other SAN kinds and non-printable names are left out); `sni` (validated, lower-cased)
+// appended as a dNSName, or as an iPAddress when it is an IP literal, unless already listed
+// (compared case-insensitively); notBefore = max(now - 1 hour, upstream notBefore); notAfter =
+// min(upstream notAfter, now + 397 days). Errors when nothing is named or the window is empty.
+// `serial` comes from the caller (random), so this stays pure.
 Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
                                          const std::array<std::uint8_t, 16>& serial);
 
-// A v3 leaf: subject CN (if any), SAN, basicConstraints critical CA:FALSE, keyUsage critical
-// digitalSignature (+keyEncipherment for RSA keys), EKU serverAuth, SKI, AKI from the CA,
-// SHA-256 signature by the CA key, issuer = the CA subject.
+// A v3 leaf: subject CN (if any), SAN (critical when the subject is empty), basicConstraints
+// critical CA:FALSE, keyUsage critical digitalSignature (+keyEncipherment for RSA keys), EKU
+// serverAuth, SKI, AKI from the CA, SHA-256 signature by the CA key (EC or RSA), issuer = the CA
+// subject. Refuses the CA key as leaf key. Safe to call from many threads with one shared CA.
 Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
                           const CertificateAuthority& ca);
 
@@ -49,7 +53,7 @@ std::array<std::uint8_t, 16> random_serial();
 // A bounded least-recently-used cache of minted leaves. One per worker thread: not thread-safe
 // by design (share-nothing workers, no locks on the hot path).
 class LeafCache {
-public:
+  public:
     explicit LeafCache(std::size_t capacity);
     // The cached certificate (a new reference the caller owns) or null.
     X509Ptr find(const std::string& key);
@@ -57,7 +61,7 @@ public:
     std::size_t size() const { return index_.size(); }
     std::size_t capacity() const { return capacity_; }
 
-private:
+  private:
     using Entry = std::pair<std::string, X509Ptr>;
     std::size_t capacity_;
     std::list<Entry> order_;  // most recent first
