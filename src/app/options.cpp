@@ -1,6 +1,8 @@
 #include "app/options.hpp"
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <toml++/toml.h>
 
 #include "common/hostname.hpp"
@@ -67,13 +69,16 @@ Result<void> apply_timeouts(const toml::table& table, relay::Timeouts& timeouts)
 }  // namespace
 
 Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& options) {
-    toml::table root;
-    try {
-        root = toml::parse_file(file.string());
-    } catch (const toml::parse_error& error) {
-        return make_error("config " + file.string() + ": " + std::string(error.description()) +
-                          " (line " + std::to_string(error.source().begin.line) + ")");
+    std::ifstream stream(file, std::ios::binary);
+    if (!stream) {
+        return make_error("cannot read config " + file.string());
     }
+    const std::string text((std::istreambuf_iterator<char>(stream)), std::istreambuf_iterator<char>());
+    auto parsed = policy::parse_toml_bounded(text, file.string());
+    if (!parsed) {
+        return make_error("config " + parsed.error());
+    }
+    const toml::table root = std::move(*parsed);
     const auto base_dir = file.parent_path();
     auto relative = [&](const std::string& path) {
         const std::filesystem::path p(path);

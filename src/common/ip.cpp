@@ -62,15 +62,24 @@ std::optional<Cidr> Cidr::parse(std::string_view text) {
     int length = max_length;
     if (slash != std::string_view::npos) {
         const auto digits = text.substr(slash + 1);
+        if (digits.empty() || digits.front() < '0' || digits.front() > '9') {
+            return std::nullopt;
+        }
         auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), length);
         if (error != std::errc{} || end != digits.data() + digits.size() || digits.empty() ||
             length < 0 || length > max_length) {
             return std::nullopt;
         }
     }
+    // An IPv4-mapped network (::ffff:192.0.2.0/120) is the IPv4 network it maps, so it matches
+    // the IPv4 addresses contains() compares it with.
+    if (address->is_v6 && length >= 96 && address->unmapped() != *address) {
+        address = address->unmapped();
+        length -= 96;
+    }
     Cidr cidr{*address, length};
     // Clear host bits so contains() can compare whole bytes.
-    for (int bit = length; bit < max_length; ++bit) {
+    for (int bit = length; bit < (address->is_v6 ? 128 : 32); ++bit) {
         cidr.network.bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
     }
     return cidr;

@@ -18,6 +18,11 @@ enum class Action { intercept, passthrough, block };
 const char* to_string(Action action);
 std::optional<Action> parse_action(std::string_view text);
 
+// A host pattern in canonical form ("*.Example.COM." -> "*.example.com"), or nullopt when it is
+// not one of: "*", "name", "*.name", ".name" with a name that normalize_hostname accepts. The
+// TOML loader uses it to report a bad pattern with its file and line; compile() checks again.
+std::optional<std::string> normalize_host_pattern(std::string_view pattern);
+
 struct PortRange {
     std::uint16_t first = 0;
     std::uint16_t last = 0;
@@ -48,12 +53,12 @@ struct Query {
 
 struct Decision {
     Action action = Action::intercept;
-    int rule_index = -1;   // -1: the default action
+    int rule_index = -1;         // -1: the default action
     std::string_view rule_name;  // "default" for the default; valid while the Policy lives
 };
 
 class Policy {
-public:
+  public:
     // Validates patterns (a host pattern must normalize, a rule needs at least one criterion).
     static Result<std::shared_ptr<const Policy>> compile(PolicyConfig config);
     // The built-in default: intercept everything.
@@ -67,7 +72,7 @@ public:
     Policy(const Policy&) = delete;
     Policy& operator=(const Policy&) = delete;
 
-private:
+  private:
     struct Compiled;
     explicit Policy(std::unique_ptr<Compiled> compiled);
     std::unique_ptr<Compiled> compiled_;
