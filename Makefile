@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 ARGS        ?=
 FUZZ_SECONDS ?= 15
 
-.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz format clean
+.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean
 
 all: build
 
@@ -29,7 +29,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 
 # Starts the gateway with embedded defaults: explicit proxy on 127.0.0.1:8080, CA created in
 # ~/.local/share/tlsgate on first start. Extra flags: make run ARGS="--workers 1".
-run: build
+run: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target tlsgate
 	./$(BUILD)/tlsgate run $(ARGS)
 
 unit: build
@@ -57,7 +58,9 @@ fuzz-smoke fuzz: deps $(FUZZ_BUILD)/build.ninja
 	  cp -n $$dir/corpus/* $$work/ 2>/dev/null || true; \
 	  echo "fuzz_$$name for $(FUZZ_SECONDS) s"; \
 	  ./$(FUZZ_BUILD)/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    -artifact_prefix=$(FUZZ_BUILD)/ $$work 2>&1 | tail -2 || exit 1; \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $$work > $(FUZZ_BUILD)/fuzz_$$name.log 2>&1 \
+	    || { tail -40 $(FUZZ_BUILD)/fuzz_$$name.log; exit 1; }; \
+	  tail -1 $(FUZZ_BUILD)/fuzz_$$name.log; \
 	done
 
 bench: build

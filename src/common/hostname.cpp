@@ -38,7 +38,8 @@ std::optional<std::string> normalize_hostname(std::string_view name) {
         normalized.push_back(c);
         previous = c;
     }
-    if (previous == '-') {
+    // A last label that is empty ("a..") or ends in '-' is not a host name.
+    if (label_length == 0 || previous == '-') {
         return std::nullopt;
     }
     return normalized;
