@@ -60,6 +60,10 @@ struct TlsStream::SocketBio {
     tcp::socket* socket = nullptr;
     std::vector<std::uint8_t> replay;
     std::size_t replayed = 0;
+    // What the last failed socket call meant: OpenSSL asks BIO_eof() to tell a peer that closed
+    // (an unexpected EOF) from a real error, and errno is long gone by the time we report.
+    bool end_of_file = false;
+    int error_number = 0;
 
     static BIO_METHOD* method() {
         static BIO_METHOD* const instance = [] {
@@ -103,8 +107,12 @@ struct TlsStream::SocketBio {
             *read_bytes = static_cast<std::size_t>(n);
             return 1;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (n == 0) {
+            self->end_of_file = true;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             BIO_set_retry_read(bio);
+        } else {
+            self->error_number = errno;
         }
         *read_bytes = 0;
         return 0;
@@ -123,12 +131,23 @@ struct TlsStream::SocketBio {
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             BIO_set_retry_write(bio);
+        } else {
+            self->error_number = errno;
         }
         *written = 0;
         return 0;
     }
 
-    static long control(BIO*, int command, long, void*) { return command == BIO_CTRL_FLUSH ? 1 : 0; }
+    static long control(BIO* bio, int command, long, void*) {
+        switch (command) {
+            case BIO_CTRL_FLUSH:
+                return 1;
+            case BIO_CTRL_EOF:
+                return static_cast<SocketBio*>(BIO_get_data(bio))->end_of_file ? 1 : 0;
+            default:
+                return 0;
+        }
+    }
 };
 
 TlsStream::TlsStream(tcp::socket& socket, pki::SslPtr ssl, Role role,
@@ -169,7 +188,8 @@ std::error_code TlsStream::fail(int ssl_error) {
         return std::make_error_code(std::errc::protocol_error);
     }
     if (ssl_error == SSL_ERROR_SYSCALL) {
-        const int saved = errno;
+        const auto* bio = static_cast<SocketBio*>(BIO_get_data(SSL_get_rbio(ssl_.get())));
+        const int saved = bio != nullptr ? bio->error_number : 0;
         error_text_ = saved != 0 ? std::strerror(saved) : "connection closed during TLS";
         return std::error_code(saved != 0 ? saved : ECONNRESET, std::system_category());
     }
@@ -214,9 +234,15 @@ asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
         if (ssl_error == SSL_ERROR_ZERO_RETURN) {
             co_return ReadResult{0, true, true, {}};
         }
+        // The peer closed TCP without a close_notify: an end, but not a clean one (many servers
+        // do this after receiving ours). The unclean end is passed on as such.
         const unsigned long queued = ERR_peek_error();
-        if (ERR_GET_LIB(queued) == ERR_LIB_SSL &&
-            ERR_GET_REASON(queued) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        const auto* bio = static_cast<SocketBio*>(BIO_get_data(SSL_get_rbio(ssl_.get())));
+        const bool unexpected_eof = (ERR_GET_LIB(queued) == ERR_LIB_SSL &&
+                                     ERR_GET_REASON(queued) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
+                                    (ssl_error == SSL_ERROR_SYSCALL && queued == 0 &&
+                                     bio != nullptr && bio->error_number == 0);
+        if (unexpected_eof) {
             ERR_clear_error();
             co_return ReadResult{0, true, false, {}};
         }

@@ -55,6 +55,9 @@ void Connection::arm_timeout(Clock::duration limit, const char* phase) {
     deadline_ = Clock::now() + limit;
     if (!timer_running_) {
         wait_for_deadline();
+    } else if (deadline_ < timer_.expiry()) {
+        // A shorter limit than the one being waited for: the handler re-waits for the new one.
+        timer_.cancel();
     }
 }
 

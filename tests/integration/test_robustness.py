@@ -1,0 +1,488 @@
+"""Garbage, malformed and oversized input, split ClientHellos, raw tunnels, plain HTTP forwarding
+with keep-alive, and graceful shutdown."""
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import curl, t
+
+POLICY = """
+default = "intercept"
+
+[[rules]]
+name = "pass-rule"
+action = "passthrough"
+hosts = ["pass.test"]
+
+[[rules]]
+name = "block-sni"
+action = "block"
+hosts = ["sni-blocked.test"]
+"""
+
+
+class RobustnessTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = harness.world()
+        cls.echo = harness.EchoServer()
+        cls.gw = harness.Gateway(cls.w, policy=POLICY).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.cleanup()
+        cls.echo.close()
+
+    def setUp(self):
+        self.assertTrue(self.gw.alive(), self.gw.diagnostics())
+
+    def assert_still_serving(self):
+        self.assertTrue(self.gw.alive(), "the gateway died\n" + self.gw.diagnostics())
+        r = curl(self.gw, f"https://origin.test:{self.w.port('valid')}/1k.bin", "-o", "-")
+        self.assertEqual(r.returncode, 0, f"{r.stderr!r}\n{self.gw.diagnostics()}")
+        self.assertEqual(r.stdout, self.w.file("1k.bin"))
+
+    def send_raw(self, data, timeout=15):
+        """Sends `data` to the proxy port (tolerating an early close) and returns the answer."""
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(timeout))
+        answer = b""
+        with sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            answer = harness.read_some(sock, timeout=timeout, want=1 << 30)
+        return answer
+
+    def assert_400_or_close(self, data, what, require_400=False):
+        """The issue: garbage before or instead of a request gets a 400 and a close. The answer
+        must come, and the connection must be closed, well before our read timeout."""
+        start = time.monotonic()
+        answer = self.send_raw(data)
+        elapsed = time.monotonic() - start
+        if answer:
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400") or answer.startswith(b"HTTP/1.0 400")
+                            or answer.startswith(b"HTTP/1.1 431"),
+                            f"{what}: unexpected answer {answer[:80]!r}")
+            self.assertIn(b"\r\n\r\n", answer)
+        else:
+            self.assertFalse(require_400, f"{what}: closed without a 400")
+        self.assertLess(elapsed, t(10), f"{what}: the gateway took {elapsed:.1f}s to answer/close")
+        self.assert_still_serving()
+        return answer
+
+    # ---------------------------------------------------------------- garbage on the proxy port
+
+    def test_random_bytes(self):
+        rng = random.Random(1234)
+        for i in range(3):
+            data = b"\x00\xff" + rng.randbytes(4096)
+            self.assert_400_or_close(data, f"random bytes #{i}", require_400=True)
+
+    def test_hello_line(self):
+        self.assert_400_or_close(b"HELLO\r\n\r\n", "HELLO", require_400=True)
+
+    def test_garbage_request_line(self):
+        self.assert_400_or_close(b"GET\r\n\r\n", "GET without a target", require_400=True)
+        self.assert_400_or_close(b"CONNECT\r\n\r\n", "CONNECT without a target", require_400=True)
+        self.assert_400_or_close(b"CONNECT no-port HTTP/1.1\r\n\r\n", "CONNECT without a port",
+                                 require_400=True)
+
+    def test_bare_client_hello_without_connect(self):
+        self.assert_400_or_close(harness.raw_client_hello("origin.test"), "bare ClientHello",
+                                 require_400=True)
+
+    def test_enormous_header(self):
+        data = (f"GET http://plain.test:{self.w.plain_port}/1k.bin HTTP/1.1\r\n"
+                f"Host: plain.test\r\nX-Big: ").encode() + b"a" * (70 * 1024) + b"\r\n\r\n"
+        self.assert_400_or_close(data, "70 KiB header")
+        data = (f"CONNECT origin.test:{self.w.port('valid')} HTTP/1.1\r\n").encode() + \
+            b"".join(b"X-H%05d: %s\r\n" % (i, b"v" * 60) for i in range(1200)) + b"\r\n"
+        self.assert_400_or_close(data, "CONNECT with 80 KiB of headers")
+
+    def test_client_that_closes_midway(self):
+        for data in (b"CONNECT origin.te", b"GET http://plain.test/ HTTP/1.1\r\nHost: pl"):
+            with socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10)) as s:
+                s.sendall(data)
+        status, head, _, sock = harness.proxy_connect(self.gw, f"origin.test:{self.w.port('valid')}")
+        self.assertEqual(status, 200, head)
+        with sock:
+            sock.sendall(harness.raw_client_hello("origin.test")[:100])
+        self.assert_still_serving()
+
+    # ---------------------------------------------------------------- malformed TLS in a tunnel
+
+    def tunnel(self, authority=None):
+        authority = authority or f"origin.test:{self.w.port('valid')}"
+        status, head, _, sock = harness.proxy_connect(self.gw, authority)
+        self.assertEqual(status, 200, f"{head}\n{self.gw.diagnostics()}")
+        return sock
+
+    def test_malformed_client_hello_in_tunnel_gets_alert(self):
+        rng = random.Random(99)
+        # a ClientHello whose session id length runs past the end of the message
+        body = b"\x03\x03" + rng.randbytes(32) + b"\xff" + rng.randbytes(40)
+        bad_length = b"\x16\x03\x01" + (len(body) + 4).to_bytes(2, "big") + b"\x01" + \
+            len(body).to_bytes(3, "big") + body
+        # a handshake record that is not a ClientHello (a ServerHello)
+        hs = b"\x02" + (38).to_bytes(3, "big") + b"\x03\x03" + rng.randbytes(32) + b"\x00\x13\x01\x00"
+        not_hello = b"\x16\x03\x03" + len(hs).to_bytes(2, "big") + hs
+        # a real ClientHello whose extension block claims more bytes than the message holds
+        real = harness.raw_client_hello("origin.test")
+        at = harness.extensions_length_offset(real)
+        corrupt = bytearray(real)
+        corrupt[at:at + 2] = (int.from_bytes(real[at:at + 2], "big") + 64).to_bytes(2, "big")
+        # the first half of a real ClientHello, then an application-data record
+        half = harness.reframe(real, 200)
+        first = harness.split_records(half)[0]
+        interleaved = b"\x16" + first[1] + len(first[2]).to_bytes(2, "big") + first[2] + \
+            b"\x17\x03\x03\x00\x05hello"
+        for name, data in (("bad lengths", bad_length), ("not a ClientHello", not_hello),
+                           ("extensions overrun", bytes(corrupt)),
+                           ("record type changes inside the hello", interleaved)):
+            with self.subTest(name):
+                with self.tunnel() as sock:
+                    sock.sendall(data)
+                    answer = harness.read_to_eof(sock, timeout=15)
+                self.assertTrue(harness.is_fatal_alert(answer),
+                                f"{name}: expected a fatal alert, got {answer[:16]!r}\n"
+                                f"{self.gw.diagnostics()}")
+        self.assert_still_serving()
+
+    # ---------------------------------------------------------------- 8 KiB ClientHello in pieces
+
+    def padded_client(self, sock, sni, cafile):
+        ctx = harness.client_context(cafile, alpn=harness.padded_alpn(8000, ("http/1.1",)))
+        client = harness.MemoryTLSClient(sock, ctx, sni)
+        hello = client.client_hello()
+        self.assertGreaterEqual(len(hello), 8192, "the test ClientHello is not 8 KiB")
+        self.assertEqual(len(harness.split_records(hello)), 1)
+        return client, hello
+
+    def run_padded_handshake(self, authority, sni, cafile, record_size=None):
+        with self.tunnel(authority) as sock:
+            client, hello = self.padded_client(sock, sni, cafile)
+            if record_size:
+                hello = harness.reframe(hello, record_size)
+                self.assertGreater(len(harness.split_records(hello)), 1)
+            harness.send_in_pieces(sock, hello, piece=300, delay=0.005)
+            client.finish_handshake()
+            cert = client.obj.getpeercert(binary_form=True)
+            answer = client.request(f"GET /1k.bin HTTP/1.1\r\nHost: {sni}\r\n"
+                                    f"Connection: close\r\n\r\n".encode())
+            local = "%s:%d" % sock.getsockname()[:2]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:80])
+        self.assertEqual(body, self.w.file("1k.bin"))
+        return cert, local
+
+    def test_8k_client_hello_in_small_segments_intercept(self):
+        from cryptography import x509
+        cert, local = self.run_padded_handshake(f"origin.test:{self.w.port('valid')}",
+                                                "origin.test", self.gw.ca_path)
+        self.assertEqual(x509.load_der_x509_certificate(cert).issuer, self.gw.ca_cert().subject)
+        line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+        self.assertEqual(line.get("sni"), "origin.test", line)
+        self.assertEqual(line.get("action"), "intercept", line)
+        self.assertEqual(line.get("client_tls", {}).get("alpn"), "http/1.1", line)
+
+    def test_8k_client_hello_over_several_records_intercept(self):
+        self.run_padded_handshake(f"origin.test:{self.w.port('valid')}", "origin.test",
+                                  self.gw.ca_path, record_size=1000)
+
+    def test_8k_client_hello_in_small_segments_passthrough(self):
+        cert, local = self.run_padded_handshake(f"pass.test:{self.w.port('policy')}", "pass.test",
+                                                self.w.pki.root_path)
+        self.assertEqual(cert, self.w.leaf("policy").der, "the origin's own certificate")
+        line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+        self.assertEqual(line.get("action"), "passthrough", line)
+        self.assertEqual(line.get("sni"), "pass.test", line)
+
+    def test_8k_client_hello_over_several_records_passthrough(self):
+        cert, _ = self.run_padded_handshake(f"pass.test:{self.w.port('policy')}", "pass.test",
+                                            self.w.pki.root_path, record_size=1500)
+        self.assertEqual(cert, self.w.leaf("policy").der)
+
+    def test_8k_client_hello_in_small_segments_block(self):
+        for record_size in (None, 1000):
+            with self.subTest(record_size=record_size):
+                with self.tunnel(f"allowed.test:{self.w.port('policy')}") as sock:
+                    _, hello = self.padded_client(sock, "sni-blocked.test", self.gw.ca_path)
+                    if record_size:
+                        hello = harness.reframe(hello, record_size)
+                    harness.send_in_pieces(sock, hello, piece=300, delay=0.005)
+                    answer = harness.read_to_eof(sock, timeout=15)
+                self.assertTrue(harness.is_fatal_alert(answer), f"got {answer[:16]!r}")
+        line = self.gw.wait_log(lambda l: l.get("sni") == "sni-blocked.test")[0]
+        self.assertEqual(line.get("action"), "block", line)
+
+    def test_client_hello_one_byte_at_a_time(self):
+        with self.tunnel() as sock:
+            ctx = harness.client_context(self.gw.ca_path, alpn=["http/1.1"])
+            client = harness.MemoryTLSClient(sock, ctx, "origin.test")
+            hello = client.client_hello()
+            harness.send_in_pieces(sock, hello[:40], piece=1, delay=0.002)
+            harness.send_in_pieces(sock, hello[40:], piece=97, delay=0.002)
+            client.finish_handshake()
+            answer = client.request(b"GET /1k.bin HTTP/1.1\r\nHost: origin.test\r\n"
+                                    b"Connection: close\r\n\r\n")
+        self.assertTrue(answer.endswith(self.w.file("1k.bin")))
+
+    # ---------------------------------------------------------------- raw tunnels
+
+    def test_non_tls_bytes_in_a_tunnel_are_relayed_raw(self):
+        for authority in (f"127.0.0.1:{self.echo.port}", f"echo.test:{self.echo.port}"):
+            with self.subTest(authority=authority):
+                with self.tunnel(authority) as sock:
+                    local = "%s:%d" % sock.getsockname()[:2]
+                    sock.sendall(b"hello, this is not TLS\r\n")
+                    self.assertEqual(harness.read_some(sock, want=24), b"hello, this is not TLS\r\n")
+                    payload = harness.content("echo", 1024 * 1024)
+                    sender = threading.Thread(target=sock.sendall, args=(payload,))
+                    sender.start()
+                    received = harness.read_some(sock, timeout=30, want=len(payload))
+                    sender.join(t(30))
+                    self.assertEqual(hashlib.sha256(received).digest(),
+                                     hashlib.sha256(payload).digest())
+                    # half-close: our FIN reaches the echo server, its FIN comes back
+                    sock.shutdown(socket.SHUT_WR)
+                    self.assertEqual(harness.read_to_eof(sock, timeout=15), b"")
+                line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+                self.assertGreaterEqual(line.get("bytes_up", 0), len(payload), line)
+                self.assertGreaterEqual(line.get("bytes_down", 0), len(payload), line)
+
+    # ---------------------------------------------------------------- plain HTTP forwarding
+
+    def test_absolute_form_http_with_keep_alive(self):
+        base = f"http://plain.test:{self.w.plain_port}"
+        out1 = os.path.join(self.gw.dir, "ka1.bin")
+        out2 = os.path.join(self.gw.dir, "ka2.txt")
+        r = curl(self.gw, f"{base}/64k.bin", f"{base}/proto", "-o", out1, "-o", out2,
+                 "-w", "%{http_code} %{local_port} %{num_connects}\n", cacert=False)
+        self.assertEqual(r.returncode, 0, f"{r.stderr!r}\n{self.gw.diagnostics()}")
+        with open(out1, "rb") as f:
+            self.assertEqual(f.read(), self.w.file("64k.bin"))
+        with open(out2, "rb") as f:
+            self.assertEqual(f.read().strip(), b"HTTP/1.1")
+        rows = [line.split() for line in r.stdout.decode().splitlines()]
+        self.assertEqual([row[0] for row in rows], ["200", "200"])
+        self.assertEqual(rows[0][1], rows[1][1], "curl reused the proxy connection")
+        self.assertEqual(rows[1][2], "0", "no new connection for the second request")
+        client = f"127.0.0.1:{rows[0][1]}"
+        line = self.gw.wait_log(lambda l: l.get("client") == client)[0]
+        self.assertEqual(line.get("kind"), "http", line)
+        self.assertEqual(line.get("http_requests"), 2, line)
+        self.assertGreaterEqual(line.get("bytes_down", 0), 64 * 1024, line)
+
+    def test_absolute_form_upload_and_errors(self):
+        base = f"http://plain.test:{self.w.plain_port}"
+        payload = harness.content("plain-upload", 700 * 1024 + 3)
+        path = os.path.join(self.gw.dir, "plain-upload.bin")
+        with open(path, "wb") as f:
+            f.write(payload)
+        r = curl(self.gw, "-T", path, f"{base}/dav/plain-upload.bin", "-o", "/dev/null",
+                 "-w", "%{http_code}", cacert=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(r.stdout.decode(), ("201", "204"))
+        r = curl(self.gw, f"{base}/dav/plain-upload.bin", "-o", "-", cacert=False)
+        self.assertEqual(hashlib.sha256(r.stdout).digest(), hashlib.sha256(payload).digest())
+        # unreachable origin → 502
+        r = curl(self.gw, f"http://127.0.0.1:{harness.closed_port()}/", "-o", "/dev/null",
+                 "-w", "%{http_code}", cacert=False)
+        self.assertEqual(r.stdout.decode(), "502", r.stderr)
+        self.assert_still_serving()
+
+
+class TimeoutTest(unittest.TestCase):
+    """Each phase has its own limit ([timeouts] in the config file, documented in the README);
+    a stalled client is cut after its phase's limit and the gateway keeps serving."""
+
+    CONFIG = """
+[timeouts]
+request_head = 5
+client_hello = 1
+handshake = 1
+connect = 5
+idle = 2
+"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = harness.world()
+        cls.gw = harness.Gateway(cls.w)
+        config = os.path.join(cls.gw.dir, "timeouts.toml")
+        with open(config, "w") as f:
+            f.write(cls.CONFIG)
+        cls.gw.argv += ["--config", config]
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.cleanup()
+
+    def time_until_closed(self, sock, limit):
+        """Seconds until the gateway closes `sock` (reading and discarding), or None."""
+        start = time.monotonic()
+        sock.settimeout(0.5)
+        while time.monotonic() - start < limit:
+            try:
+                if not sock.recv(65536):
+                    return time.monotonic() - start
+            except socket.timeout:
+                continue
+            except OSError:
+                return time.monotonic() - start
+        return None
+
+    def check(self, sock, phase, expected, local):
+        with sock:
+            took = self.time_until_closed(sock, expected + 10)
+        self.assertIsNotNone(took, f"{phase}: never closed")
+        # timers do not get slower with sanitizers: a fixed slack, below request_head's 5 s
+        self.assertLess(took, expected + 2,
+                        f"{phase}: closed after {took:.1f}s, the limit is {expected}s")
+        line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+        self.assertIn("timeout", line.get("error", ""), line)
+        self.assertIn(phase, line.get("error", ""), line)
+        self.assertTrue(self.gw.alive(), self.gw.diagnostics())
+
+    def test_stall_before_the_client_hello(self):
+        status, head, _, sock = harness.proxy_connect(self.gw, f"origin.test:{self.w.port('valid')}")
+        self.assertEqual(status, 200, head)
+        self.check(sock, "client_hello", 1, "%s:%d" % sock.getsockname()[:2])
+
+    def test_stall_inside_the_client_hello(self):
+        status, head, _, sock = harness.proxy_connect(self.gw, f"origin.test:{self.w.port('valid')}")
+        self.assertEqual(status, 200, head)
+        sock.sendall(harness.raw_client_hello("origin.test")[:60])
+        self.check(sock, "client_hello", 1, "%s:%d" % sock.getsockname()[:2])
+
+    def test_stall_during_the_handshake(self):
+        status, head, _, sock = harness.proxy_connect(self.gw, f"origin.test:{self.w.port('valid')}")
+        self.assertEqual(status, 200, head)
+        sock.sendall(harness.raw_client_hello("origin.test"))  # and never finish the handshake
+        self.check(sock, "handshake", 1, "%s:%d" % sock.getsockname()[:2])
+
+    def test_stall_in_the_request_head(self):
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10))
+        sock.sendall(b"CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test")
+        self.check(sock, "request_head", 5, "%s:%d" % sock.getsockname()[:2])
+
+    def test_idle_intercepted_connection(self):
+        ctx = harness.client_context(self.gw.ca_path, alpn=["http/1.1"])
+        tls = harness.tls_through(self.gw, f"origin.test:{self.w.port('valid')}", "origin.test",
+                                  ctx)
+        local = "%s:%d" % tls.getsockname()[:2]
+        tls.sendall(b"GET /1k.bin HTTP/1.1\r\nHost: origin.test\r\n\r\n")  # keep-alive
+        got = b""
+        while not got.endswith(self.w.file("1k.bin")):
+            got += tls.recv(65536)
+        start = time.monotonic()
+        tls.settimeout(t(15))
+        try:
+            while tls.recv(65536):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
+        took = time.monotonic() - start
+        tls.close()
+        self.assertLess(took, 2 + 2, f"idle for {took:.1f}s, the limit is 2s")
+        self.assertGreater(took, 1.5, "closed before the idle limit")
+        line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+        self.assertIn("idle", line.get("error", ""), line)
+
+
+class ShutdownTest(unittest.TestCase):
+    GRACE = 5.0
+
+    def setUp(self):
+        self.w = harness.world()
+        self.gw = harness.Gateway(self.w, workers=1).start()
+        self.addCleanup(self.gw.cleanup)
+        self.procs = []
+        self.addCleanup(lambda: [harness.stop_process(p, signal.SIGKILL) for p in self.procs])
+
+    def start_slow_download(self, name):
+        out = os.path.join(self.gw.dir, f"slow-{name}")
+        argv = [harness.CURL, "-sS", "--http1.1", "--max-time", "120", "--proxy", self.gw.proxy,
+                "--cacert", self.gw.ca_path, "-o", out,
+                f"https://origin.test:{self.w.port('valid')}/slow/{name}"]
+        proc = harness.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        deadline = time.monotonic() + t(20)
+        while not (os.path.exists(out) and os.path.getsize(out) > 0):
+            if proc.poll() is not None:
+                self.fail(f"curl ended early: {proc.stderr.read()!r}")
+            self.assertLess(time.monotonic(), deadline, "the slow download never started")
+            time.sleep(0.05)
+        return proc, out
+
+    def new_connection_is_served(self):
+        try:
+            sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=2)
+        except OSError:
+            return False
+        with sock:
+            try:
+                sock.sendall(f"CONNECT origin.test:{self.w.port('valid')} HTTP/1.1\r\n\r\n".encode())
+                status, _, _ = harness.read_http_head(sock, timeout=2 / harness.SCALE)
+            except OSError:
+                return False
+            return status == 200
+
+    def test_sigterm_lets_an_inflight_download_finish(self):
+        # 1 MiB at 512 KiB/s: about 2 s, well inside the grace period
+        proc, out = self.start_slow_download("1m.bin")
+        start = time.monotonic()
+        self.gw.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        self.assertFalse(self.new_connection_is_served(), "still serving new connections")
+        rc = self.gw.proc.wait(timeout=t(15))
+        elapsed = time.monotonic() - start
+        self.assertEqual(rc, 0, self.gw.diagnostics())
+        self.assertLess(elapsed, self.GRACE + 1.5 * harness.SCALE, "exit within the grace period")
+        curl_rc = proc.wait(timeout=t(30))
+        self.assertEqual(curl_rc, 0, f"the in-flight download was cut: {proc.stderr.read()!r}")
+        with open(out, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).digest(),
+                             hashlib.sha256(self.w.file("1m.bin")).digest())
+        lines = self.gw.log_lines()
+        self.assertTrue(any(l.get("bytes_down", 0) >= 1024 * 1024 for l in lines),
+                        f"the finished download is in the log\n{self.gw.diagnostics()}")
+
+    def test_sigterm_waits_the_grace_period_then_exits_0(self):
+        # 5 MiB at 512 KiB/s: about 10 s, longer than the grace period
+        proc, _ = self.start_slow_download("5m.bin")
+        start = time.monotonic()
+        self.gw.proc.send_signal(signal.SIGTERM)
+        rc = self.gw.proc.wait(timeout=t(20))
+        elapsed = time.monotonic() - start
+        self.assertEqual(rc, 0, self.gw.diagnostics())
+        self.assertGreaterEqual(elapsed, self.GRACE - 0.5, "the open download got its grace period")
+        self.assertLess(elapsed, self.GRACE + 1.5 * harness.SCALE, "but no more")
+        self.assertNotEqual(proc.wait(timeout=t(30)), 0, "the download could not have finished")
+        lines = self.gw.log_lines()
+        self.assertTrue(any(l.get("destination") == f"origin.test:{self.w.port('valid')}"
+                            for l in lines),
+                        f"the cut connection is logged at exit\n{self.gw.diagnostics()}")
+
+    def test_sigint_when_idle_exits_0_quickly(self):
+        start = time.monotonic()
+        self.gw.proc.send_signal(signal.SIGINT)
+        rc = self.gw.proc.wait(timeout=t(15))
+        self.assertEqual(rc, 0, self.gw.diagnostics())
+        self.assertLess(time.monotonic() - start, 2 * harness.SCALE)
+
+
+if __name__ == "__main__":
+    unittest.main()
