@@ -76,6 +76,7 @@ Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& opti
         return make_error(leaf_key.error());
     }
     worker.upstream_context = std::move(*upstream);
+    worker.upstream_sessions.attach(worker.upstream_context.get());
     worker.client_context = std::move(*client);
     worker.leaf_key = std::move(*leaf_key);
     return {};
@@ -88,6 +89,8 @@ void add_counters(relay::Counters& total, const relay::Counters& part) {
     total.blocked += part.blocked;
     total.upstream_verify_failed += part.upstream_verify_failed;
     total.leaves_minted += part.leaves_minted;
+    total.leaf_cache_hits += part.leaf_cache_hits;
+    total.upstream_resumed += part.upstream_resumed;
 }
 
 }  // namespace
@@ -229,9 +232,11 @@ int run_gateway(RunOptions options) {
     (*connection_log)->close();
     spdlog::info(
         "stopped: {} connections ({} intercepted, {} passed through, {} blocked, {} upstream "
-        "certificates rejected), {} leaves minted, {} log records dropped",
+        "certificates rejected), {} leaves minted, {} leaf cache hits, {} upstream sessions "
+        "resumed, {} log records dropped",
         total.accepted, total.intercepted, total.passed_through, total.blocked,
-        total.upstream_verify_failed, total.leaves_minted, (*connection_log)->dropped());
+        total.upstream_verify_failed, total.leaves_minted, total.leaf_cache_hits,
+        total.upstream_resumed, (*connection_log)->dropped());
     return 0;
 }
 

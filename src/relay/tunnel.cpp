@@ -145,9 +145,14 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         co_await send_fatal_alert(connection, Alert::handshake_failure);
         co_return;
     }
+    // Declared before the stream that points at it, so it outlives the SSL object.
+    const std::string session_key = verify_name + '\n' + sni + '\n' + record.destination_address;
+    tls::UpstreamSessionCache::remember_as(upstream_ssl.get(), &session_key);
+    worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
     TlsStream upstream(connection.upstream, std::move(upstream_ssl), TlsStream::Role::client);
     connection.arm_timeout(timeouts.handshake, "upstream_handshake");
     if (co_await upstream.handshake()) {
+        worker.upstream_sessions.forget(session_key);
         const long verify_result = SSL_get_verify_result(upstream.ssl());
         if (verify_result != X509_V_OK) {
             const auto failure = tls::classify_verify_result(verify_result);
@@ -168,12 +173,20 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     record.upstream_tls = {tls::version_name(upstream.ssl()), tls::selected_alpn(upstream.ssl()),
                            SSL_get_cipher_name(upstream.ssl())};
 
+    // A resumed session was verified in full (chain, name, own-CA check) when it was made, for
+    // this same name and address; it carries the certificate but not the chain.
+    const bool resumed = SSL_session_reused(upstream.ssl()) == 1;
     X509* upstream_cert = SSL_get0_peer_certificate(upstream.ssl());
     STACK_OF(X509)* chain = SSL_get0_verified_chain(upstream.ssl());
-    if (upstream_cert == nullptr || chain == nullptr || sk_X509_num(chain) == 0) {
+    if (upstream_cert == nullptr ||
+        (!resumed && (chain == nullptr || sk_X509_num(chain) == 0))) {
+        worker.upstream_sessions.forget(session_key);
         record.error = "upstream presented no verified chain";
         co_await send_fatal_alert(connection, Alert::handshake_failure);
         co_return;
+    }
+    if (resumed) {
+        ++worker.counters.upstream_resumed;
     }
     const std::string fingerprint = pki::sha256_fingerprint_hex(upstream_cert);
     {
@@ -183,8 +196,10 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         record.upstream_sha256 = fingerprint;
     }
     // An interceptor that trusted its own CA upstream would launder its own forgeries.
-    X509* root = sk_X509_value(chain, sk_X509_num(chain) - 1);
-    if (pki::spki_sha256_hex(root) == worker.shared.ca_spki_sha256) {
+    if (!resumed &&
+        pki::spki_sha256_hex(sk_X509_value(chain, sk_X509_num(chain) - 1)) ==
+            worker.shared.ca_spki_sha256) {
+        worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;
         record.upstream_verify_error = "own_ca";
         record.reason = "upstream chain ends at tlsgate's own CA";

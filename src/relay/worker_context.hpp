@@ -14,6 +14,7 @@
 #include "pki/openssl_handles.hpp"
 #include "policy/policy.hpp"
 #include "record/connection_log.hpp"
+#include "tls/session_cache.hpp"
 
 namespace tlsgate::relay {
 
@@ -56,6 +57,7 @@ struct Counters {
     std::uint64_t timeouts = 0;
     std::uint64_t leaves_minted = 0;
     std::uint64_t leaf_cache_hits = 0;
+    std::uint64_t upstream_resumed = 0;
 };
 
 struct WorkerContext {
@@ -68,6 +70,7 @@ struct WorkerContext {
     pki::SslCtxPtr client_context;
     pki::EvpPkeyPtr leaf_key;
     pki::LeafCache leaf_cache;
+    tls::UpstreamSessionCache upstream_sessions{4096};
     Counters counters;
     std::uint64_t next_connection = 0;
     std::size_t open_connections = 0;
