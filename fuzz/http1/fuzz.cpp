@@ -30,7 +30,7 @@ void require(bool condition, const char* what) {
 
 // Remembers what passed through without copying it: a count and an FNV-1a hash.
 class HashingSink : public http1::BodySink {
-  public:
+public:
     void on_body_data(std::span<const char> data) override {
         require(!data.empty(), "empty payload delivered");
         for (const char c : data) {
@@ -41,7 +41,7 @@ class HashingSink : public http1::BodySink {
     std::uint64_t hash() const { return hash_; }
     std::uint64_t bytes() const { return bytes_; }
 
-  private:
+private:
     std::uint64_t hash_ = 14695981039346656037ull;
     std::uint64_t bytes_ = 0;
 };

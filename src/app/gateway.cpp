@@ -124,7 +124,8 @@ int run_gateway(RunOptions options) {
     }
     shared.policy = std::move(*policy);
     auto connection_log = record::ConnectionLog::open(
-        options.connection_log, 65536, [](const std::string& message) { spdlog::warn("{}", message); });
+        options.connection_log, 65536,
+        [](const std::string& message) { spdlog::warn("{}", message); });
     if (!connection_log) {
         spdlog::error("{}", connection_log.error());
         return 1;
@@ -139,9 +140,8 @@ int run_gateway(RunOptions options) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    const int worker_count = options.workers > 0
-                                 ? options.workers
-                                 : std::max(1u, std::thread::hardware_concurrency());
+    const int worker_count =
+        options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::unique_ptr<relay::WorkerContext>> workers;
     std::vector<std::unique_ptr<listen::WorkerListeners>> listeners;
     for (int i = 0; i < worker_count; ++i) {

@@ -1,9 +1,9 @@
 #include "app/options.hpp"
 
+#include <toml++/toml.h>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <toml++/toml.h>
 
 #include "common/hostname.hpp"
 #include "policy/policy_toml.hpp"
@@ -73,7 +73,8 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
     if (!stream) {
         return make_error("cannot read config " + file.string());
     }
-    const std::string text((std::istreambuf_iterator<char>(stream)), std::istreambuf_iterator<char>());
+    const std::string text((std::istreambuf_iterator<char>(stream)),
+                           std::istreambuf_iterator<char>());
     auto parsed = policy::parse_toml_bounded(text, file.string());
     if (!parsed) {
         return make_error("config " + parsed.error());
@@ -105,8 +106,8 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
                 return make_error("config: '" + key + "' must be a string");
             }
             (key == "data_dir" ? options.data_dir
-                               : key == "ca_dir" ? options.ca_dir : options.connection_log) =
-                relative(*text);
+             : key == "ca_dir" ? options.ca_dir
+                               : options.connection_log) = relative(*text);
         } else if (key == "upstream_ca") {
             auto files = string_list(node, key);
             if (!files) {

@@ -44,7 +44,7 @@ std::string hex16(std::uint16_t value) {
 // Bounds-checked big-endian reader over untrusted bytes. Every read reports failure instead of
 // reading past the end, so the parsing code below is a straight line of "read or fail".
 class Reader {
-  public:
+public:
     explicit Reader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
 
     std::size_t remaining() const { return bytes_.size() - position_; }
@@ -86,7 +86,7 @@ class Reader {
         return read_u16(length) && read_bytes(length, out);
     }
 
-  private:
+private:
     std::span<const std::uint8_t> bytes_;
     std::size_t position_ = 0;
 };

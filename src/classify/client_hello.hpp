@@ -35,7 +35,7 @@ enum class HelloStatus {
 const char* to_string(HelloStatus status);
 
 class ClientHelloParser {
-  public:
+public:
     static constexpr std::size_t kDefaultMaxBytes = 64 * 1024;
 
     explicit ClientHelloParser(std::size_t max_bytes = kDefaultMaxBytes);
@@ -54,7 +54,7 @@ class ClientHelloParser {
     // the same feed() are the caller's to relay).
     std::size_t bytes_consumed() const { return consumed_; }
 
-  private:
+private:
     HelloStatus fail(HelloStatus status, std::string message);
     HelloStatus reject_header_byte(std::uint8_t byte);
     HelloStatus start_record();

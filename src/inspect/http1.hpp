@@ -92,7 +92,7 @@ FramingResult response_body_framing(const ResponseHead& head, std::string_view r
 
 // Receives the body's payload bytes (chunk framing removed) as the reader passes them.
 class BodySink {
-  public:
+public:
     virtual ~BodySink() = default;
     virtual void on_body_data(std::span<const char> data) = 0;
 };
@@ -100,7 +100,7 @@ class BodySink {
 // Walks a body in the raw stream: tells how many input bytes belong to the body (including chunk
 // sizes, extensions and trailers) and when it has ended. Never copies the body.
 class BodyReader {
-  public:
+public:
     explicit BodyReader(BodyFraming framing);
 
     struct Step {
@@ -117,7 +117,7 @@ class BodyReader {
     bool done() const { return done_; }
     std::uint64_t payload_bytes() const { return payload_bytes_; }
 
-  private:
+private:
     Step feed_chunked(std::string_view input, BodySink* sink);
     void deliver(std::string_view payload, BodySink* sink);
     Step fail(std::size_t consumed, const char* why);

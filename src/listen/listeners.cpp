@@ -47,7 +47,8 @@ asio::awaitable<void> serve_transparent(std::shared_ptr<relay::Connection> conne
     }
     record.destination = relay::endpoint_text(*destination);
     const auto address_text = destination->address().to_string();
-    auto connected = co_await relay::connect_upstream(*connection, address_text, destination->port());
+    auto connected =
+        co_await relay::connect_upstream(*connection, address_text, destination->port());
     if (!connected) {
         ++connection->worker.counters.upstream_connect_failed;
         record.error = connected.error();
@@ -65,8 +66,8 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
     asio::steady_timer backoff(worker.io);
     for (;;) {
         std::error_code error;
-        tcp::socket socket = co_await acceptor.async_accept(
-            asio::redirect_error(asio::use_awaitable, error));
+        tcp::socket socket =
+            co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, error));
         if (error == asio::error::operation_aborted || !acceptor.is_open()) {
             co_return;
         }
@@ -106,7 +107,8 @@ Result<std::unique_ptr<WorkerListeners>> WorkerListeners::bind(
         }
         if (!error) {
             const int one = 1;
-            if (setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+            if (setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+                0) {
                 error = std::error_code(errno, std::system_category());
             }
         }

@@ -307,7 +307,7 @@ Result<void> write_new_file(const fs::path& path, std::string_view bytes, mode_t
 // A file written next to its final name, to be renamed over it: readers never see half a file
 // and a key never exists, even briefly, with a wider mode than 0600.
 class TemporaryFile {
-  public:
+public:
     TemporaryFile() = default;
     TemporaryFile(const TemporaryFile&) = delete;
     TemporaryFile& operator=(const TemporaryFile&) = delete;
@@ -341,7 +341,7 @@ class TemporaryFile {
         return {};
     }
 
-  private:
+private:
     fs::path path_;
 };
 

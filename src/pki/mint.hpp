@@ -53,7 +53,7 @@ std::array<std::uint8_t, 16> random_serial();
 // A bounded least-recently-used cache of minted leaves. One per worker thread: not thread-safe
 // by design (share-nothing workers, no locks on the hot path).
 class LeafCache {
-  public:
+public:
     explicit LeafCache(std::size_t capacity);
     // The cached certificate (a new reference the caller owns) or null.
     X509Ptr find(const std::string& key);
@@ -61,7 +61,7 @@ class LeafCache {
     std::size_t size() const { return index_.size(); }
     std::size_t capacity() const { return capacity_; }
 
-  private:
+private:
     using Entry = std::pair<std::string, X509Ptr>;
     std::size_t capacity_;
     std::list<Entry> order_;  // most recent first

@@ -117,7 +117,7 @@ std::uint64_t hash_name(std::string_view name) {
 // reads one slot, which already holds the candidate ranges, and compares the name only when the
 // full 64-bit hash agrees.
 class NameIndex {
-  public:
+public:
     struct Entry {
         CandidateList exact;       // rules naming exactly this name
         CandidateList subdomains;  // rules naming any strict subdomain of it
@@ -168,7 +168,7 @@ class NameIndex {
     Entry& entry(std::uint32_t slot) { return slots_[slot].entry; }
     std::size_t capacity() const { return slots_.size(); }
 
-  private:
+private:
     struct Slot {
         std::uint64_t hash = 0;
         std::uint32_t name_offset = 0;

@@ -58,7 +58,7 @@ struct Decision {
 };
 
 class Policy {
-  public:
+public:
     // Validates patterns (a host pattern must normalize, a rule needs at least one criterion).
     static Result<std::shared_ptr<const Policy>> compile(PolicyConfig config);
     // The built-in default: intercept everything.
@@ -72,7 +72,7 @@ class Policy {
     Policy(const Policy&) = delete;
     Policy& operator=(const Policy&) = delete;
 
-  private:
+private:
     struct Compiled;
     explicit Policy(std::unique_ptr<Compiled> compiled);
     std::unique_ptr<Compiled> compiled_;

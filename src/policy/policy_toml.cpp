@@ -278,7 +278,7 @@ std::optional<PortRange> parse_port_range(std::string_view text) {
 }
 
 class RuleReader {
-  public:
+public:
     RuleReader(const toml::table& table, std::size_t position, const std::string& base_dir)
         : table_(table), position_(position), base_dir_(base_dir) {
         rule_.name = "rule " + std::to_string(position + 1);
@@ -350,7 +350,7 @@ class RuleReader {
         return std::move(rule_);
     }
 
-  private:
+private:
     std::string label() const {
         return named_ ? "rule " + in_quotes(rule_.name) : "rule " + std::to_string(position_ + 1);
     }

@@ -171,8 +171,8 @@ void ConnectionLog::write_batch(const std::string& text) {
         // A full disk fails every write: say so at most every 10 s.
         if (report_ && now - last_error_report_ > std::chrono::seconds(10)) {
             last_error_report_ = now;
-            report_("connection log " + path_.string() + ": write failed (" +
-                    std::strerror(errno) + "); records are being lost, traffic is not");
+            report_("connection log " + path_.string() + ": write failed (" + std::strerror(errno) +
+                    "); records are being lost, traffic is not");
         }
         return;
     }

@@ -25,8 +25,7 @@ public:
 
     // Opens (appends to) `path`, creating its directory. `report` receives problems to log.
     static Result<std::unique_ptr<ConnectionLog>> open(const std::filesystem::path& path,
-                                                       std::size_t queue_capacity,
-                                                       Reporter report);
+                                                       std::size_t queue_capacity, Reporter report);
     ~ConnectionLog();
 
     // Never blocks on I/O; false (and counted) when the queue is full.

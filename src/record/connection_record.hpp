@@ -23,10 +23,10 @@ struct ConnectionRecord {
     std::string destination;     // host:port as requested (CONNECT authority, Host, or address)
     std::string destination_address;  // the address actually connected to
     std::string sni;
-    std::string kind;     // tunnel, http (plain HTTP forwarding)
-    std::string action;   // intercept, passthrough, block, none (failed before a decision)
-    std::string rule;     // the policy rule that decided, or "default"
-    std::string reason;   // why the connection took the path it took or ended as it did
+    std::string kind;    // tunnel, http (plain HTTP forwarding)
+    std::string action;  // intercept, passthrough, block, none (failed before a decision)
+    std::string rule;    // the policy rule that decided, or "default"
+    std::string reason;  // why the connection took the path it took or ended as it did
     TlsLeg client_tls;
     TlsLeg upstream_tls;
     std::string upstream_subject;

@@ -24,6 +24,21 @@ void abort_socket(tcp::socket& socket) {
     ::shutdown(socket.native_handle(), SHUT_RDWR);
 }
 
+namespace {
+
+asio::awaitable<std::error_code> wait_for_bytes(tcp::socket& socket) {
+    std::error_code error;
+    co_await socket.async_wait(tcp::socket::wait_read,
+                               asio::redirect_error(asio::use_awaitable, error));
+    co_return error;
+}
+
+}  // namespace
+
+asio::awaitable<std::error_code> TcpStream::wait_readable() {
+    co_return co_await wait_for_bytes(socket_);
+}
+
 asio::awaitable<ReadResult> TcpStream::read_some(std::span<std::uint8_t> into) {
     std::error_code error;
     const std::size_t bytes = co_await socket_.async_read_some(
@@ -215,6 +230,14 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
     }
 }
 
+asio::awaitable<std::error_code> TlsStream::wait_readable() {
+    // OpenSSL may already hold a whole record (or the rest of one) that the socket no longer has.
+    if (SSL_has_pending(ssl_.get()) == 1) {
+        co_return std::error_code{};
+    }
+    co_return co_await wait_for_bytes(socket_);
+}
+
 asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
     for (;;) {
         ERR_clear_error();
@@ -238,10 +261,11 @@ asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
         // do this after receiving ours). The unclean end is passed on as such.
         const unsigned long queued = ERR_peek_error();
         const auto* bio = static_cast<SocketBio*>(BIO_get_data(SSL_get_rbio(ssl_.get())));
-        const bool unexpected_eof = (ERR_GET_LIB(queued) == ERR_LIB_SSL &&
-                                     ERR_GET_REASON(queued) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
-                                    (ssl_error == SSL_ERROR_SYSCALL && queued == 0 &&
-                                     bio != nullptr && bio->error_number == 0);
+        const bool unexpected_eof =
+            (ERR_GET_LIB(queued) == ERR_LIB_SSL &&
+             ERR_GET_REASON(queued) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
+            (ssl_error == SSL_ERROR_SYSCALL && queued == 0 && bio != nullptr &&
+             bio->error_number == 0);
         if (unexpected_eof) {
             ERR_clear_error();
             co_return ReadResult{0, true, false, {}};

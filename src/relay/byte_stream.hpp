@@ -27,6 +27,9 @@ struct ReadResult {
 class ByteStream {
 public:
     virtual ~ByteStream() = default;
+    // Completes when read_some would find something (bytes, an end or an error), without taking
+    // a buffer while waiting.
+    virtual asio::awaitable<std::error_code> wait_readable() = 0;
     virtual asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> into) = 0;
     virtual asio::awaitable<std::error_code> write_all(std::span<const std::uint8_t> bytes) = 0;
     // Tells the peer we will send no more: a TLS close_notify when `clean`, then a TCP FIN. An
@@ -38,6 +41,7 @@ public:
 class TcpStream final : public ByteStream {
 public:
     explicit TcpStream(asio::ip::tcp::socket& socket) : socket_(socket) {}
+    asio::awaitable<std::error_code> wait_readable() override;
     asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> into) override;
     asio::awaitable<std::error_code> write_all(std::span<const std::uint8_t> bytes) override;
     asio::awaitable<void> shutdown_write(bool clean) override;
@@ -58,6 +62,7 @@ public:
     ~TlsStream() override;
 
     asio::awaitable<std::error_code> handshake();
+    asio::awaitable<std::error_code> wait_readable() override;
     asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> into) override;
     asio::awaitable<std::error_code> write_all(std::span<const std::uint8_t> bytes) override;
     asio::awaitable<void> shutdown_write(bool clean) override;

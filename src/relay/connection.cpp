@@ -13,7 +13,8 @@ using Clock = std::chrono::steady_clock;
 
 std::string endpoint_text(const tcp::endpoint& endpoint) {
     const auto address = endpoint.address();
-    const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    const std::string host =
+        address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
     return host + ":" + std::to_string(endpoint.port());
 }
 
@@ -38,8 +39,7 @@ Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
 }
 
 Connection::~Connection() {
-    record.duration_ms =
-        std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    record.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
     if (timed_out_phase_ != nullptr && record.error.empty()) {
         record.error = std::string("timeout: ") + timed_out_phase_;
     }
@@ -61,7 +61,9 @@ void Connection::arm_timeout(Clock::duration limit, const char* phase) {
     }
 }
 
-void Connection::disarm() { deadline_ = Clock::time_point::max(); }
+void Connection::disarm() {
+    deadline_ = Clock::time_point::max();
+}
 
 void Connection::abort() {
     abort_socket(client);

@@ -104,8 +104,8 @@ bool is_hop_by_hop_for_proxy(std::string_view name) {
 }
 
 std::string origin_form_head(const http1::RequestHead& head, const std::string& origin_form) {
-    std::string text = head.method + " " + origin_form + " HTTP/1." +
-                       std::to_string(head.version_minor) + "\r\n";
+    std::string text =
+        head.method + " " + origin_form + " HTTP/1." + std::to_string(head.version_minor) + "\r\n";
     for (const auto& header : head.headers) {
         if (!is_hop_by_hop_for_proxy(header.name)) {
             text += header.name + ": " + header.value + "\r\n";
@@ -119,8 +119,8 @@ std::string origin_form_head(const http1::RequestHead& head, const std::string& 
 
 asio::awaitable<void> send_proxy_error(Connection& connection, int status, std::string_view reason,
                                        std::string_view detail) {
-    std::string body = std::to_string(status) + " " + std::string(reason) + ": " +
-                       std::string(detail) + "\n";
+    std::string body =
+        std::to_string(status) + " " + std::string(reason) + ": " + std::string(detail) + "\n";
     std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
                            "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
                            std::to_string(body.size()) +
@@ -141,10 +141,9 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
     connection->arm_timeout(worker.shared.timeouts.idle, "idle");
 
     for (;;) {
-        auto request = co_await read_head(*connection, connection->client, buffer,
-                                          [](std::string_view text) {
-                                              return http1::parse_request_head(text);
-                                          });
+        auto request = co_await read_head(
+            *connection, connection->client, buffer,
+            [](std::string_view text) { return http1::parse_request_head(text); });
         if (request.status == http1::ParseStatus::need_more) {
             co_return;  // the client closed between requests: the normal end of keep-alive
         }
@@ -211,7 +210,8 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         buffer.erase(0, request.head_size);
         const bool client_keep_alive = http1::wants_keep_alive(head.version_minor, head.headers);
         const std::string method = head.method;
-        const bool expects_continue = http1::header_has_token(head.headers, "expect", "100-continue");
+        const bool expects_continue =
+            http1::header_has_token(head.headers, "expect", "100-continue");
         const std::string upstream_head = origin_form_head(head, url->origin_form);
         if (!co_await write_text(connection->upstream, upstream_head)) {
             record.error = "upstream write failed";
@@ -228,10 +228,9 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         }
 
         for (;;) {
-            auto response = co_await read_head(*connection, connection->upstream, upstream_buffer,
-                                               [](std::string_view text) {
-                                                   return http1::parse_response_head(text);
-                                               });
+            auto response = co_await read_head(
+                *connection, connection->upstream, upstream_buffer,
+                [](std::string_view text) { return http1::parse_response_head(text); });
             if (response.status != http1::ParseStatus::complete) {
                 if (record.http_requests == 1 || !response.error.empty()) {
                     record.error = "upstream answered no valid response: " + response.error;
@@ -253,11 +252,13 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 TcpStream client(connection->client);
                 TcpStream upstream(connection->upstream);
                 if (!buffer.empty()) {
-                    co_await upstream.write_all({reinterpret_cast<const std::uint8_t*>(buffer.data()), buffer.size()});
+                    co_await upstream.write_all(
+                        {reinterpret_cast<const std::uint8_t*>(buffer.data()), buffer.size()});
                 }
                 if (!upstream_buffer.empty()) {
-                    co_await client.write_all({reinterpret_cast<const std::uint8_t*>(upstream_buffer.data()),
-                                               upstream_buffer.size()});
+                    co_await client.write_all(
+                        {reinterpret_cast<const std::uint8_t*>(upstream_buffer.data()),
+                         upstream_buffer.size()});
                 }
                 co_await relay_both_ways(*connection, client, upstream);
                 co_return;

@@ -22,9 +22,11 @@ void fail(Connection& connection, const Direction& direction, const std::string&
 }
 
 asio::awaitable<void> pump(Connection& connection, Direction& direction) {
-    std::array<std::uint8_t, 16 * 1024> buffer;
     for (;;) {
-        const ReadResult read = co_await direction.from.read_some(buffer);
+        // A failed wait (an abort, a socket error) is reported by the read that follows.
+        co_await direction.from.wait_readable();
+        auto buffer = connection.worker.buffers.borrow();
+        const ReadResult read = co_await direction.from.read_some(*buffer);
         if (read.error) {
             fail(connection, direction, "read: " + direction.from.error_text());
             co_return;
@@ -34,7 +36,7 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             co_return;
         }
         connection.touch();
-        if (const auto error = co_await direction.to.write_all({buffer.data(), read.bytes})) {
+        if (const auto error = co_await direction.to.write_all({(*buffer).data(), read.bytes})) {
             fail(connection, direction, "write: " + direction.to.error_text());
             co_return;
         }

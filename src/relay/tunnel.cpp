@@ -3,11 +3,11 @@
 #include <openssl/ssl.h>
 
 #include <array>
-#include <variant>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <variant>
 
 #include "classify/client_hello.hpp"
 #include "common/hostname.hpp"
@@ -32,8 +32,8 @@ enum class Alert : std::uint8_t {
 // A fatal alert in a plaintext record, sent before any TLS object exists (the client is still
 // waiting for a ServerHello): the client reports a handshake error and never sees a certificate.
 asio::awaitable<void> send_fatal_alert(Connection& connection, Alert alert) {
-    const std::array<std::uint8_t, 7> record{0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
-                                             static_cast<std::uint8_t>(alert)};
+    const std::array<std::uint8_t, 7> record{
+        0x15, 0x03, 0x03, 0x00, 0x02, 0x02, static_cast<std::uint8_t>(alert)};
     std::error_code ignored;
     co_await asio::async_write(connection.client, asio::buffer(record),
                                asio::redirect_error(asio::use_awaitable, ignored));
@@ -72,10 +72,10 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
             asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
         if (error) {
             if (connection.timed_out_phase() == nullptr) {
-                connection.record.error =
-                    buffer.empty() ? "client closed before sending anything"
-                                   : "client closed during the ClientHello (" +
-                                         std::to_string(buffer.size()) + " bytes)";
+                connection.record.error = buffer.empty()
+                                              ? "client closed before sending anything"
+                                              : "client closed during the ClientHello (" +
+                                                    std::to_string(buffer.size()) + " bytes)";
             }
             co_return classify::HelloStatus::need_more;
         }
@@ -108,8 +108,8 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
         ++worker.counters.leaf_cache_hits;
         return cached;
     }
-    auto properties =
-        pki::mirror_properties(upstream_cert, client_name, std::time(nullptr), pki::random_serial());
+    auto properties = pki::mirror_properties(upstream_cert, client_name, std::time(nullptr),
+                                             pki::random_serial());
     if (!properties) {
         connection.record.error = "cannot mirror the upstream certificate: " + properties.error();
         return nullptr;
@@ -127,7 +127,7 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
 // Upstream first, then the client: the client is shown a certificate only after the real server's
 // chain and name were verified, and only with what upstream negotiated (version cap, ALPN).
 asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t> client_bytes,
-                                const classify::ClientHello& hello, const std::string& sni,
+                                const std::vector<std::string>& alpn_offer, const std::string& sni,
                                 const std::string& verify_name) {
     auto& worker = connection.worker;
     auto& record = connection.record;
@@ -139,7 +139,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         co_return;
     }
     if (auto configured = tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name,
-                                                      tls::relayable_alpn(hello.alpn));
+                                                      alpn_offer);
         !configured) {
         record.error = configured.error();
         co_await send_fatal_alert(connection, Alert::handshake_failure);
@@ -178,8 +178,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     const bool resumed = SSL_session_reused(upstream.ssl()) == 1;
     X509* upstream_cert = SSL_get0_peer_certificate(upstream.ssl());
     STACK_OF(X509)* chain = SSL_get0_verified_chain(upstream.ssl());
-    if (upstream_cert == nullptr ||
-        (!resumed && (chain == nullptr || sk_X509_num(chain) == 0))) {
+    if (upstream_cert == nullptr || (!resumed && (chain == nullptr || sk_X509_num(chain) == 0))) {
         worker.upstream_sessions.forget(session_key);
         record.error = "upstream presented no verified chain";
         co_await send_fatal_alert(connection, Alert::handshake_failure);
@@ -196,9 +195,8 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         record.upstream_sha256 = fingerprint;
     }
     // An interceptor that trusted its own CA upstream would launder its own forgeries.
-    if (!resumed &&
-        pki::spki_sha256_hex(sk_X509_value(chain, sk_X509_num(chain) - 1)) ==
-            worker.shared.ca_spki_sha256) {
+    if (!resumed && pki::spki_sha256_hex(sk_X509_value(chain, sk_X509_num(chain) - 1)) ==
+                        worker.shared.ca_spki_sha256) {
         worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;
         record.upstream_verify_error = "own_ca";
@@ -250,7 +248,9 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     record.kind = "tunnel";
     connection->arm_timeout(worker.shared.timeouts.client_hello, "client_hello");
 
-    classify::ClientHelloParser parser;
+    // The parser lives on the heap only until the decision: a relayed connection keeps none of it.
+    auto parser_storage = std::make_unique<classify::ClientHelloParser>();
+    auto& parser = *parser_storage;
     bool server_spoke_first = false;
     const auto status =
         co_await read_client_hello(*connection, already_read, parser, server_spoke_first);
@@ -270,8 +270,8 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             }
             ++worker.counters.relayed_raw;
             record.action = "passthrough";
-            record.reason = server_spoke_first ? "the server spoke first: relayed raw"
-                                               : "not TLS: relayed raw";
+            record.reason =
+                server_spoke_first ? "the server spoke first: relayed raw" : "not TLS: relayed raw";
             co_await relay_raw(*connection, std::move(already_read));
             co_return;
         }
@@ -283,8 +283,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
         case classify::HelloStatus::too_large:
             ++worker.counters.client_hello_too_large;
             record.error = "ClientHello larger than " +
-                           std::to_string(classify::ClientHelloParser::kDefaultMaxBytes) +
-                           " bytes";
+                           std::to_string(classify::ClientHelloParser::kDefaultMaxBytes) + " bytes";
             co_await send_fatal_alert(*connection, Alert::decode_error);
             co_return;
         case classify::HelloStatus::complete:
@@ -292,6 +291,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     }
 
     const auto& hello = parser.hello();
+    const std::vector<std::string> alpn_offer = tls::relayable_alpn(hello.alpn);
     std::string sni;
     if (hello.has_sni) {
         auto normalized = normalize_hostname(hello.sni);
@@ -319,6 +319,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
         case policy::Action::passthrough:
             ++worker.counters.passed_through;
             record.reason = "passthrough by policy";
+            parser_storage.reset();
             co_await relay_raw(*connection, std::move(already_read));
             co_return;
         case policy::Action::intercept: {
@@ -327,7 +328,8 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             if (verify_name.empty() && target.address) {
                 verify_name = target.address->to_string();
             }
-            co_await intercept(*connection, std::move(already_read), hello, sni, verify_name);
+            parser_storage.reset();
+            co_await intercept(*connection, std::move(already_read), alpn_offer, sni, verify_name);
             co_return;
         }
     }

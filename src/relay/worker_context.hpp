@@ -14,6 +14,7 @@
 #include "pki/openssl_handles.hpp"
 #include "policy/policy.hpp"
 #include "record/connection_log.hpp"
+#include "relay/buffer_pool.hpp"
 #include "tls/session_cache.hpp"
 
 namespace tlsgate::relay {
@@ -71,6 +72,7 @@ struct WorkerContext {
     pki::EvpPkeyPtr leaf_key;
     pki::LeafCache leaf_cache;
     tls::UpstreamSessionCache upstream_sessions{4096};
+    BufferPool buffers;
     Counters counters;
     std::uint64_t next_connection = 0;
     std::size_t open_connections = 0;

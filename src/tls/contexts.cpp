@@ -30,18 +30,19 @@ Result<void> apply_common_settings(SSL_CTX* context) {
         return make_error("TLS context setup: " + pki::last_openssl_error());
     }
     SSL_CTX_set_security_level(context, 2);
-    SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                     SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(
+        context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     // Partial writes let the relay forward what fits; OpenSSL's buffers are freed while a
     // connection is idle, which keeps thousands of idle connections cheap.
-    SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
     return {};
 }
 
 int select_mirrored_alpn(SSL* ssl, const unsigned char** out, unsigned char* out_length,
                          const unsigned char* offered, unsigned int offered_length, void*) {
-    const auto* protocol = static_cast<const std::string*>(SSL_get_ex_data(ssl, mirrored_alpn_index()));
+    const auto* protocol =
+        static_cast<const std::string*>(SSL_get_ex_data(ssl, mirrored_alpn_index()));
     if (protocol == nullptr || protocol->empty()) {
         return SSL_TLSEXT_ERR_NOACK;
     }
@@ -187,13 +188,16 @@ VerifyFailure classify_verify_result(long verify_result) {
     }
 }
 
-std::string version_name(const SSL* ssl) { return SSL_get_version(ssl); }
+std::string version_name(const SSL* ssl) {
+    return SSL_get_version(ssl);
+}
 
 std::string selected_alpn(const SSL* ssl) {
     const unsigned char* data = nullptr;
     unsigned int length = 0;
     SSL_get0_alpn_selected(ssl, &data, &length);
-    return data == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(data), length);
+    return data == nullptr ? std::string()
+                           : std::string(reinterpret_cast<const char*>(data), length);
 }
 
 }  // namespace tlsgate::tls

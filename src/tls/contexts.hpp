@@ -38,8 +38,8 @@ std::vector<std::string> relayable_alpn(const std::vector<std::string>& client_o
 
 // Why upstream verification failed, as a stable code for records and metrics plus OpenSSL's text.
 struct VerifyFailure {
-    std::string code;    // expired, not_yet_valid, self_signed, untrusted_root, wrong_host,
-                         // weak_key, weak_signature, invalid_chain, own_ca, other
+    std::string code;  // expired, not_yet_valid, self_signed, untrusted_root, wrong_host,
+                       // weak_key, weak_signature, invalid_chain, own_ca, other
     std::string detail;
 };
 VerifyFailure classify_verify_result(long verify_result);

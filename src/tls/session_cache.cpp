@@ -42,8 +42,8 @@ void UpstreamSessionCache::remember_as(SSL* ssl, const std::string* key) {
 }
 
 int UpstreamSessionCache::on_new_session(SSL* ssl, SSL_SESSION* session) {
-    auto* cache =
-        static_cast<UpstreamSessionCache*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
+    auto* cache = static_cast<UpstreamSessionCache*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
     const auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, key_index()));
     if (cache == nullptr || key == nullptr || !still_valid(session)) {
         return 0;  // OpenSSL keeps ownership

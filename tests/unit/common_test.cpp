@@ -13,8 +13,8 @@ TEST(NormalizeHostname, LowerCasesAndDropsOneTrailingDot) {
 }
 
 TEST(NormalizeHostname, RejectsWhatCannotBeAHostName) {
-    for (const char* bad : {"", ".", "a..", "a..b", ".a", "-a.example", "a-.example", "a b",
-                            "a/b", "a\xc3\xa9"}) {
+    for (const char* bad :
+         {"", ".", "a..", "a..b", ".a", "-a.example", "a-.example", "a b", "a/b", "a\xc3\xa9"}) {
         EXPECT_FALSE(normalize_hostname(bad)) << bad;
     }
     EXPECT_FALSE(normalize_hostname(std::string(64, 'a') + ".example"));

@@ -556,7 +556,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Collects the payload a BodyReader passes on.
 class CollectingSink : public BodySink {
-  public:
+public:
     void on_body_data(std::span<const char> data) override {
         payload.append(data.data(), data.size());
     }

@@ -45,7 +45,7 @@ constexpr long kDay = 24 * 3600;
 
 // A fresh directory under the system temp dir, removed with everything in it.
 class TemporaryDirectory {
-  public:
+public:
     TemporaryDirectory() {
         std::string pattern = (fs::temp_directory_path() / "pki_test.XXXXXX").string();
         if (::mkdtemp(pattern.data()) != nullptr) {
@@ -58,7 +58,7 @@ class TemporaryDirectory {
     }
     const fs::path& path() const { return path_; }
 
-  private:
+private:
     fs::path path_;
 };
 
@@ -698,7 +698,7 @@ TEST(CaExport, EveryFormatParsesBackToTheSameCertificateWithoutTheKey) {
 // ---- mirror_properties -----------------------------------------------------------------------
 
 class Mirror : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override {
         auto key = generate_leaf_key();
         ASSERT_TRUE(key);
@@ -824,7 +824,7 @@ TEST_F(Mirror, ClampsValidity) {
 // ---- mint_leaf -------------------------------------------------------------------------------
 
 class Minting : public ::testing::TestWithParam<KeyType> {
-  protected:
+protected:
     const CertificateAuthority& ca() const { return shared_ca(GetParam()); }
 };
 
@@ -1153,7 +1153,7 @@ TEST(MintingKeys, LeafKeysAreFreshP256) {
 // ---- LeafCache -------------------------------------------------------------------------------
 
 class Cache : public ::testing::Test {
-  protected:
+protected:
     // Distinct certificates, told apart by their serial number.
     X509Ptr make_cert(long serial) {
         X509Ptr cert(X509_new());

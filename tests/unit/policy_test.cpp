@@ -534,7 +534,7 @@ TEST(PolicyScale, HundredThousandHostRulesDecideCorrectly) {
 // TOML
 
 class TempDir {
-  public:
+public:
     TempDir() {
         std::string pattern =
             (std::filesystem::temp_directory_path() / "policy_test.XXXXXX").string();
@@ -551,7 +551,7 @@ class TempDir {
         return file;
     }
 
-  private:
+private:
     std::string path_;
 };
 
