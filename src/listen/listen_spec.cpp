@@ -12,6 +12,8 @@ const char* mode_name(Mode mode) {
             return "explicit";
         case Mode::transparent:
             return "transparent";
+        case Mode::tproxy:
+            return "tproxy";
     }
     return "?";
 }
@@ -33,9 +35,11 @@ Result<ListenSpec> parse_listen_spec(std::string_view text) {
         spec.mode = Mode::explicit_proxy;
     } else if (mode == "transparent") {
         spec.mode = Mode::transparent;
+    } else if (mode == "tproxy") {
+        spec.mode = Mode::tproxy;
     } else {
         return make_error("listener '" + std::string(text) + "': unknown mode '" +
-                          std::string(mode) + "' (explicit, transparent)");
+                          std::string(mode) + "' (explicit, transparent, tproxy)");
     }
     auto rest = text.substr(at + 1);
     const auto colon = rest.rfind(':');

@@ -8,7 +8,10 @@
 
 namespace tlsgate::listen {
 
-enum class Mode { explicit_proxy, transparent };
+// explicit: an HTTP proxy (CONNECT, absolute-form requests). transparent: connections redirected
+// by netfilter REDIRECT (destination from SO_ORIGINAL_DST). tproxy: connections delivered by
+// netfilter TPROXY to an IP_TRANSPARENT socket (destination = the accepted socket's own address).
+enum class Mode { explicit_proxy, transparent, tproxy };
 
 struct ListenSpec {
     Mode mode = Mode::explicit_proxy;

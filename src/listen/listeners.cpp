@@ -36,13 +36,19 @@ std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
     return endpoint;
 }
 
-asio::awaitable<void> serve_transparent(std::shared_ptr<relay::Connection> connection) {
+// In the path: the client connected to the real server's address and never saw a proxy.
+asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connection, Mode mode,
+                                    tcp::endpoint listener) {
     auto& record = connection->record;
     std::error_code error;
     const auto local = connection->client.local_endpoint(error);
-    const auto destination = original_destination(connection->client);
-    if (!destination || (!error && *destination == local)) {
-        record.error = "no original destination (was the connection redirected?)";
+    // TPROXY delivers the connection to a socket bound to the destination itself; REDIRECT
+    // rewrites the destination and conntrack remembers the original.
+    const auto destination = mode == Mode::tproxy ? std::optional<tcp::endpoint>(local)
+                                                  : original_destination(connection->client);
+    if (error || !destination || *destination == listener ||
+        (mode == Mode::transparent && *destination == local)) {
+        record.error = "no original destination (a direct connection to the in-path listener?)";
         co_return;
     }
     record.destination = relay::endpoint_text(*destination);
@@ -63,6 +69,8 @@ asio::awaitable<void> serve_transparent(std::shared_ptr<relay::Connection> conne
 asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& acceptor,
                                   ListenSpec spec) {
     const std::string name = spec.to_string();
+    std::error_code ignored;
+    const tcp::endpoint listener = acceptor.local_endpoint(ignored);
     asio::steady_timer backoff(worker.io);
     for (;;) {
         std::error_code error;
@@ -79,12 +87,15 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
         }
         socket.set_option(tcp::no_delay(true), error);
         auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
+        connection->listener_endpoint = listener;
         switch (spec.mode) {
             case Mode::explicit_proxy:
                 asio::co_spawn(worker.io, serve_explicit(std::move(connection)), asio::detached);
                 break;
             case Mode::transparent:
-                asio::co_spawn(worker.io, serve_transparent(std::move(connection)), asio::detached);
+            case Mode::tproxy:
+                asio::co_spawn(worker.io, serve_in_path(std::move(connection), spec.mode, listener),
+                               asio::detached);
                 break;
         }
     }
@@ -109,6 +120,15 @@ Result<std::unique_ptr<WorkerListeners>> WorkerListeners::bind(
             const int one = 1;
             if (setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
                 0) {
+                error = std::error_code(errno, std::system_category());
+            }
+        }
+        if (!error && spec.mode == Mode::tproxy) {
+            // Lets the socket accept connections addressed to any destination TPROXY hands it.
+            const int one = 1;
+            const bool v6 = endpoint.protocol() == tcp::v6();
+            if (setsockopt(acceptor.native_handle(), v6 ? SOL_IPV6 : SOL_IP,
+                           v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one, sizeof one) != 0) {
                 error = std::error_code(errno, std::system_category());
             }
         }

@@ -118,10 +118,13 @@ asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, cons
         }
     }
     // Never connect back to the listener the client came in on: that loop would feed itself.
-    const auto listener = connection.client.local_endpoint(error);
+    const auto& listener = connection.listener_endpoint;
     std::string last_error = "no address";
     for (const auto& endpoint : endpoints) {
-        if (!error && endpoint == listener) {
+        const bool same_port_any_address = listener.address().is_unspecified() &&
+                                           endpoint.port() == listener.port() &&
+                                           endpoint.address().is_loopback();
+        if (endpoint == listener || same_port_any_address) {
             co_return make_error("refusing to connect to tlsgate's own listener " +
                                  endpoint_text(endpoint));
         }

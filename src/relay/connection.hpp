@@ -36,6 +36,9 @@ public:
     WorkerContext& worker;
     asio::ip::tcp::socket client;
     asio::ip::tcp::socket upstream;
+    // The address the listener is bound to (for TPROXY not the accepted socket's own address,
+    // which is the client's destination): upstream connections to it would loop.
+    asio::ip::tcp::endpoint listener_endpoint;
     record::ConnectionRecord record;
 
 private:

@@ -31,6 +31,8 @@ ROUTER_ORIGIN_IP, ORIGIN_IP = "198.51.100.1", "198.51.100.10"
 CLIENT_IP6, ROUTER_CLIENT_IP6 = "2001:db8:2::2", "2001:db8:2::1"
 ROUTER_ORIGIN_IP6, ORIGIN_IP6 = "2001:db8:100::1", "2001:db8:100::10"
 GATEWAY_PORT = 8443
+TPROXY_PORT = 8444          # the gateway's TPROXY listener
+TPROXY_ORIGIN_PORT = 4443   # connections to this origin port are TPROXYed, all others REDIRECTed
 NAMES = ["origin.test", "www.origin.test", "pass.test", "blocked.test", "plain.test"]
 NAMES6 = ["origin.test"]  # also AAAA: curl -6 takes this one
 
@@ -106,7 +108,15 @@ def build_lab():
     # What an operator writes on the router: every TCP connection arriving from the client side
     # goes to the transparent listener.
     sh(*in_ns(NS_ROUTER, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
-              "tcp", "-j", "REDIRECT", "--to-ports", str(GATEWAY_PORT)))
+              "tcp", "!", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "REDIRECT", "--to-ports",
+              str(GATEWAY_PORT)))
+    # TPROXY keeps the destination address on the packets and delivers them to the gateway's
+    # IP_TRANSPARENT socket; the policy route makes marked packets local.
+    sh(*in_ns(NS_ROUTER, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
+              "tcp", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "TPROXY", "--on-ip",
+              ROUTER_CLIENT_IP, "--on-port", str(TPROXY_PORT), "--tproxy-mark", "0x1/0x1"))
+    sh(*in_ns(NS_ROUTER, "ip", "rule", "add", "fwmark", "0x1/0x1", "lookup", "100"))
+    sh(*in_ns(NS_ROUTER, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"))
     for ns in (NS_CLIENT, NS_ROUTER):
         os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
         with open(f"/etc/netns/{ns}/hosts", "w") as f:
@@ -209,6 +219,7 @@ class TransparentRedirectLab(unittest.TestCase):
     server {{
         listen {ORIGIN_IP}:443 ssl http2;
         listen [{ORIGIN_IP6}]:443 ssl http2;
+        listen {ORIGIN_IP}:{TPROXY_ORIGIN_PORT} ssl http2;
         server_name {names};
         ssl_certificate {leaf.cert_path};
         ssl_certificate_key {leaf.key_path};
@@ -248,14 +259,17 @@ http {{
         cls.log_path = os.path.join(cls.data_dir, "connections.jsonl")
         argv = [harness.BIN, "run", "--listen", f"transparent@{ROUTER_CLIENT_IP}:{GATEWAY_PORT}",
                 "--listen", f"transparent@[{ROUTER_CLIENT_IP6}]:{GATEWAY_PORT}",
+                "--listen", f"tproxy@{ROUTER_CLIENT_IP}:{TPROXY_PORT}",
                 "--data-dir", cls.data_dir, "--no-system-trust", "--upstream-ca",
                 cls.pki.root_path, "--policy", policy, "--workers", "2"]
         gateway = cls._spawn(NS_ROUTER, argv, "gateway")
         wait_listening(NS_ROUTER, GATEWAY_PORT, gateway, "tlsgate")
 
     def curl(self, url, *args, cacert=None):
+        # origin.test has an AAAA record too: IPv4 unless a test asks for -6.
+        family = [] if "-6" in args else ["-4"]
         argv = in_ns(NS_CLIENT, harness.CURL, "-sS", "--max-time", str(int(harness.t(20))),
-                     "--noproxy", "*", *args)
+                     "--noproxy", "*", *family, *args)
         if cacert:
             argv += ["--cacert", cacert]
         return subprocess.run(argv + [url], capture_output=True, timeout=harness.t(60))
@@ -288,6 +302,21 @@ http {{
             time.sleep(0.1)
         self.assertIsNotNone(line, "no log line for the IPv6 client")
         self.assertEqual(line["destination"], f"[{ORIGIN_IP6}]:443", line)
+        self.assertEqual(line["action"], "intercept", line)
+
+    def test_tproxy_delivers_to_the_gateway_with_the_destination_intact(self):
+        r = self.curl(f"https://origin.test:{TPROXY_ORIGIN_PORT}/1k.bin", "-o", "-",
+                      cacert=self.ca_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, harness.content("1k.bin", 1024))
+        deadline = time.monotonic() + harness.t(15)
+        line = None
+        while time.monotonic() < deadline and line is None:
+            line = next((l for l in self.log_lines() if l.get("listener", "").startswith("tproxy")),
+                        None)
+            time.sleep(0.1)
+        self.assertIsNotNone(line, "no log line from the tproxy listener")
+        self.assertEqual(line["destination"], f"{ORIGIN_IP}:{TPROXY_ORIGIN_PORT}", line)
         self.assertEqual(line["action"], "intercept", line)
 
     def test_h2_end_to_end_without_a_proxy(self):
