@@ -324,9 +324,12 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             co_return;
         case policy::Action::intercept: {
             record.reason = "intercept by policy";
-            std::string verify_name = host;
-            if (verify_name.empty() && target.address) {
-                verify_name = target.address->to_string();
+            // With no name at all (an in-path client that sent no SNI) only the chain can be
+            // verified upstream; the leaf mirrors upstream's names and the client checks them
+            // against the name it had in mind, exactly as it would against the real server.
+            const std::string verify_name = host;
+            if (verify_name.empty()) {
+                record.reason = "intercept by policy (no SNI: chain verified, names mirrored)";
             }
             parser_storage.reset();
             co_await intercept(*connection, std::move(already_read), alpn_offer, sni, verify_name);

@@ -25,7 +25,8 @@ Result<pki::SslCtxPtr> make_client_facing_context();
 
 // Upstream SSL setup: SNI (omitted when `sni` is empty or an IP literal), the ALPN offer, and the
 // name the certificate must carry: a DNS name checked against SAN dNSNames only (no CN fallback,
-// no partial wildcards) or an IP literal checked against SAN iPAddresses.
+// no partial wildcards) or an IP literal checked against SAN iPAddresses. An empty name verifies
+// the chain only (an in-path client without SNI: the minted leaf mirrors upstream's names).
 Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_view verify_name,
                                     const std::vector<std::string>& alpn_offer);
 

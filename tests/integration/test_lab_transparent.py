@@ -14,6 +14,7 @@ connections leave through OUTPUT, so they are never redirected back to it.
 Needs root and iproute2/iptables; skipped otherwise. Everything is torn down even on failure.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -318,6 +319,27 @@ http {{
         self.assertIsNotNone(line, "no log line from the tproxy listener")
         self.assertEqual(line["destination"], f"{ORIGIN_IP}:{TPROXY_ORIGIN_PORT}", line)
         self.assertEqual(line["action"], "intercept", line)
+
+    def test_client_without_sni_gets_the_upstream_names_mirrored(self):
+        # No SNI, no proxy: the gateway knows only the address. It verifies the chain upstream and
+        # mirrors the real certificate's names; the client then checks the name it expects.
+        script = f"""
+import socket, ssl, json
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations({self.ca_path!r})
+ctx.check_hostname = False
+with socket.create_connection(({ORIGIN_IP!r}, 443), timeout=20) as raw:
+    with ctx.wrap_socket(raw) as tls:
+        cert = tls.getpeercert()
+        print(json.dumps({{"san": [v for k, v in cert.get("subjectAltName", ())],
+                           "issuer": dict(x[0] for x in cert["issuer"])}}))
+"""
+        r = subprocess.run(in_ns(NS_CLIENT, "/usr/bin/python3", "-c", script),
+                           capture_output=True, timeout=harness.t(60))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seen = json.loads(r.stdout)
+        self.assertIn("origin.test", seen["san"])
+        self.assertIn("tlsgate CA", seen["issuer"]["commonName"])
 
     def test_h2_end_to_end_without_a_proxy(self):
         r = self.curl("https://origin.test/proto", "--http2", "-o", "-", cacert=self.ca_path)
