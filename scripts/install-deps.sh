@@ -10,7 +10,8 @@ PACKAGES=(
   libssl-dev libasio-dev libnghttp2-dev libsqlite3-dev libcli11-dev libtomlplusplus-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and tools for the tests
-  openssl ca-certificates curl nginx-light python3 python3-cryptography iproute2 iptables procps
+  openssl ca-certificates curl nginx-light haproxy python3 python3-cryptography iproute2 iptables
+  procps
 )
 
 missing=()

@@ -142,6 +142,7 @@ int run_gateway(RunOptions options) {
 
     const int worker_count =
         options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());
+    const auto socks5_auth = std::make_shared<const listen::Socks5AuthConfig>(options.socks5);
     std::vector<std::unique_ptr<relay::WorkerContext>> workers;
     std::vector<std::unique_ptr<listen::WorkerListeners>> listeners;
     for (int i = 0; i < worker_count; ++i) {
@@ -150,7 +151,7 @@ int run_gateway(RunOptions options) {
             spdlog::error("{}", prepared.error());
             return 1;
         }
-        auto bound = listen::WorkerListeners::bind(*worker, options.listeners);
+        auto bound = listen::WorkerListeners::bind(*worker, options.listeners, socks5_auth);
         if (!bound) {
             spdlog::error("{}", bound.error());
             return 1;

@@ -167,6 +167,36 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
                 }
                 options.static_hosts.push_back(*entry);
             }
+        } else if (key == "socks5") {
+            const auto* table = node.as_table();
+            if (table == nullptr) {
+                return make_error("config: 'socks5' must be a table");
+            }
+            std::optional<bool> allow_no_auth;
+            for (const auto& [socks_key, value] : *table) {
+                if (socks_key == "allow_no_auth") {
+                    allow_no_auth = value.value<bool>();
+                    if (!allow_no_auth) {
+                        return make_error("config: socks5.allow_no_auth must be true or false");
+                    }
+                } else if (socks_key == "users" && value.is_table()) {
+                    for (const auto& [user, password] : *value.as_table()) {
+                        auto text = password.value<std::string>();
+                        if (!text || user.str().empty() || user.str().size() > 255 ||
+                            text->empty() || text->size() > 255) {
+                            return make_error("config: socks5.users: each user needs a password "
+                                              "(1..255 bytes each)");
+                        }
+                        options.socks5.users.push_back({std::string(user.str()), *text});
+                    }
+                } else {
+                    return make_error("config: unknown or mistyped key socks5." +
+                                      std::string(socks_key.str()));
+                }
+            }
+            // Configuring users means wanting them used, unless said otherwise.
+            options.socks5.allow_no_auth =
+                allow_no_auth.value_or(options.socks5.users.empty());
         } else if (key == "timeouts") {
             const auto* table = node.as_table();
             if (table == nullptr) {
@@ -197,7 +227,7 @@ Result<std::pair<std::string, IpAddress>> parse_static_host(const std::string& t
 
 void apply_defaults(RunOptions& options) {
     if (options.listeners.empty()) {
-        options.listeners.push_back({listen::Mode::explicit_proxy, "127.0.0.1", 8080});
+        options.listeners.push_back({listen::Mode::explicit_proxy, false, "127.0.0.1", 8080});
     }
     if (options.data_dir.empty()) {
         options.data_dir = default_data_dir();

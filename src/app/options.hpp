@@ -8,6 +8,7 @@
 
 #include "common/result.hpp"
 #include "listen/listen_spec.hpp"
+#include "listen/socks5.hpp"
 #include "policy/policy.hpp"
 #include "relay/worker_context.hpp"
 
@@ -28,6 +29,7 @@ struct RunOptions {
     int shutdown_grace_seconds = 5;
     std::string log_level = "info";
     std::vector<std::pair<std::string, IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
+    listen::Socks5AuthConfig socks5;  // [socks5] users = { name = "password" }, allow_no_auth
 };
 
 // "name=address" for --resolve and the config's resolve table.

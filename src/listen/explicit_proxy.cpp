@@ -13,13 +13,14 @@ namespace tlsgate::listen {
 
 using asio::ip::tcp;
 
-asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connection) {
+asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connection,
+                                     std::string already_read) {
     auto& worker = connection->worker;
     auto& record = connection->record;
     record.kind = "proxy";
     connection->arm_timeout(worker.shared.timeouts.request_head, "request_head");
 
-    std::string buffer;
+    std::string buffer = std::move(already_read);
     std::array<char, 8 * 1024> chunk;
     http1::HeadResult<http1::RequestHead> request;
     for (;;) {
@@ -112,10 +113,10 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
     }
     record.http_status = 200;
     // A client may send its ClientHello right behind the CONNECT without waiting for the 200.
-    std::vector<std::uint8_t> already_read(buffer.begin() + static_cast<long>(request.head_size),
+    std::vector<std::uint8_t> tunnel_bytes(buffer.begin() + static_cast<long>(request.head_size),
                                            buffer.end());
     relay::TunnelTarget target{host, port, *connected};
-    co_await relay::run_tunnel(connection, std::move(already_read), std::move(target));
+    co_await relay::run_tunnel(connection, std::move(tunnel_bytes), std::move(target));
 }
 
 }  // namespace tlsgate::listen

@@ -14,13 +14,15 @@ const char* mode_name(Mode mode) {
             return "transparent";
         case Mode::tproxy:
             return "tproxy";
+        case Mode::socks5:
+            return "socks5";
     }
     return "?";
 }
 
 std::string ListenSpec::to_string() const {
     const bool v6 = address.find(':') != std::string::npos;
-    return std::string(mode_name(mode)) + "@" + (v6 ? "[" + address + "]" : address) + ":" +
+    return std::string(mode_name(mode)) + (proxy_protocol ? "+proxy" : "") + "@" + (v6 ? "[" + address + "]" : address) + ":" +
            std::to_string(port);
 }
 
@@ -30,16 +32,22 @@ Result<ListenSpec> parse_listen_spec(std::string_view text) {
         return make_error("listener '" + std::string(text) + "': expected MODE@ADDR:PORT");
     }
     ListenSpec spec;
-    const auto mode = text.substr(0, at);
+    auto mode = text.substr(0, at);
+    if (mode.ends_with("+proxy")) {
+        spec.proxy_protocol = true;
+        mode.remove_suffix(6);
+    }
     if (mode == "explicit") {
         spec.mode = Mode::explicit_proxy;
     } else if (mode == "transparent") {
         spec.mode = Mode::transparent;
     } else if (mode == "tproxy") {
         spec.mode = Mode::tproxy;
+    } else if (mode == "socks5") {
+        spec.mode = Mode::socks5;
     } else {
         return make_error("listener '" + std::string(text) + "': unknown mode '" +
-                          std::string(mode) + "' (explicit, transparent, tproxy)");
+                          std::string(mode) + "' (explicit, transparent, tproxy, socks5; add +proxy for a PROXY protocol header)");
     }
     auto rest = text.substr(at + 1);
     const auto colon = rest.rfind(':');

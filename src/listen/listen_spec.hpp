@@ -11,10 +11,14 @@ namespace tlsgate::listen {
 // explicit: an HTTP proxy (CONNECT, absolute-form requests). transparent: connections redirected
 // by netfilter REDIRECT (destination from SO_ORIGINAL_DST). tproxy: connections delivered by
 // netfilter TPROXY to an IP_TRANSPARENT socket (destination = the accepted socket's own address).
-enum class Mode { explicit_proxy, transparent, tproxy };
+// socks5: a SOCKS5 server (RFC 1928 CONNECT, optional RFC 1929 username/password).
+enum class Mode { explicit_proxy, transparent, tproxy, socks5 };
 
 struct ListenSpec {
     Mode mode = Mode::explicit_proxy;
+    // "+proxy": every connection starts with a PROXY protocol v1/v2 header (from HAProxy or a
+    // load balancer) that names the real client and destination; without one it is refused.
+    bool proxy_protocol = false;
     std::string address;
     std::uint16_t port = 0;
 

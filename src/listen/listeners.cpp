@@ -13,6 +13,8 @@
 #include <cstring>
 
 #include "listen/explicit_proxy.hpp"
+#include "listen/proxy_protocol.hpp"
+#include "listen/socks5_server.hpp"
 #include "relay/connection.hpp"
 
 namespace tlsgate::listen {
@@ -36,18 +38,27 @@ std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
     return endpoint;
 }
 
+tcp::endpoint to_endpoint(const ProxyEndpoint& endpoint) {
+    std::error_code ignored;
+    return {asio::ip::make_address(endpoint.address.to_string(), ignored), endpoint.port};
+}
+
 // In the path: the client connected to the real server's address and never saw a proxy.
+// `announced` is the original destination a PROXY protocol header named, if any.
 asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connection, Mode mode,
-                                    tcp::endpoint listener) {
+                                    tcp::endpoint listener, std::optional<tcp::endpoint> announced,
+                                    std::vector<std::uint8_t> already_read) {
     auto& record = connection->record;
     std::error_code error;
     const auto local = connection->client.local_endpoint(error);
     // TPROXY delivers the connection to a socket bound to the destination itself; REDIRECT
-    // rewrites the destination and conntrack remembers the original.
-    const auto destination = mode == Mode::tproxy ? std::optional<tcp::endpoint>(local)
-                                                  : original_destination(connection->client);
+    // rewrites the destination and conntrack remembers the original; a load balancer in front
+    // says it in the PROXY header.
+    const auto destination = announced                ? announced
+                             : mode == Mode::tproxy ? std::optional<tcp::endpoint>(local)
+                                                    : original_destination(connection->client);
     if (error || !destination || *destination == listener ||
-        (mode == Mode::transparent && *destination == local)) {
+        (!announced && mode == Mode::transparent && *destination == local)) {
         record.error = "no original destination (a direct connection to the in-path listener?)";
         co_return;
     }
@@ -62,12 +73,77 @@ asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connectio
     }
     // Named arguments: GCC 12 mishandles temporaries inside co_await expressions.
     relay::TunnelTarget target{"", destination->port(), *connected};
-    std::vector<std::uint8_t> nothing_read_yet;
-    co_await relay::run_tunnel(connection, std::move(nothing_read_yet), std::move(target));
+    co_await relay::run_tunnel(connection, std::move(already_read), std::move(target));
+}
+
+// A listener with "+proxy" trusts the PROXY header (from HAProxy or a load balancer in front) for
+// who the client is and where it was going; a connection without a valid one is refused.
+asio::awaitable<std::optional<ProxyHeader>> read_proxy_header(relay::Connection& connection,
+                                                              std::vector<std::uint8_t>& buffer) {
+    connection.arm_timeout(connection.worker.shared.timeouts.request_head, "proxy_header");
+    std::array<std::uint8_t, 512> chunk;
+    for (;;) {
+        auto parsed = parse_proxy_header(buffer);
+        if (parsed.status == ProxyHeaderStatus::complete) {
+            buffer.erase(buffer.begin(), buffer.begin() + static_cast<long>(parsed.header.length));
+            co_return parsed.header;
+        }
+        if (parsed.status == ProxyHeaderStatus::invalid) {
+            ++connection.worker.counters.bad_proxy_header;
+            connection.record.error = "PROXY protocol header required: " + parsed.error;
+            co_return std::nullopt;
+        }
+        std::error_code error;
+        const std::size_t n = co_await connection.client.async_read_some(
+            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+        if (error) {
+            ++connection.worker.counters.bad_proxy_header;
+            connection.record.error = "closed before a complete PROXY protocol header";
+            co_return std::nullopt;
+        }
+        buffer.insert(buffer.end(), chunk.begin(), chunk.begin() + static_cast<long>(n));
+    }
+}
+
+asio::awaitable<void> serve_connection(std::shared_ptr<relay::Connection> connection,
+                                       ListenSpec spec, tcp::endpoint listener,
+                                       std::shared_ptr<const Socks5AuthConfig> socks5_auth) {
+    std::vector<std::uint8_t> already_read;
+    std::optional<tcp::endpoint> announced_destination;
+    if (spec.proxy_protocol) {
+        const auto header = co_await read_proxy_header(*connection, already_read);
+        if (!header) {
+            co_return;
+        }
+        if (header->addresses) {
+            // The balancer's own address stays in the record: it is who actually connected.
+            connection->record.proxied_by = connection->record.client_address;
+            connection->record.client_address =
+                relay::endpoint_text(to_endpoint(header->addresses->source));
+            announced_destination = to_endpoint(header->addresses->destination);
+        }
+    }
+    switch (spec.mode) {
+        case Mode::explicit_proxy: {
+            std::string text(already_read.begin(), already_read.end());
+            co_await serve_explicit(std::move(connection), std::move(text));
+            break;
+        }
+        case Mode::socks5:
+            co_await serve_socks5(std::move(connection), std::move(socks5_auth),
+                                  std::move(already_read));
+            break;
+        case Mode::transparent:
+        case Mode::tproxy:
+            co_await serve_in_path(std::move(connection), spec.mode, listener,
+                                   std::move(announced_destination), std::move(already_read));
+            break;
+    }
 }
 
 asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& acceptor,
-                                  ListenSpec spec) {
+                                  ListenSpec spec,
+                                  std::shared_ptr<const Socks5AuthConfig> socks5_auth) {
     const std::string name = spec.to_string();
     std::error_code ignored;
     const tcp::endpoint listener = acceptor.local_endpoint(ignored);
@@ -88,24 +164,18 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
         socket.set_option(tcp::no_delay(true), error);
         auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
         connection->listener_endpoint = listener;
-        switch (spec.mode) {
-            case Mode::explicit_proxy:
-                asio::co_spawn(worker.io, serve_explicit(std::move(connection)), asio::detached);
-                break;
-            case Mode::transparent:
-            case Mode::tproxy:
-                asio::co_spawn(worker.io, serve_in_path(std::move(connection), spec.mode, listener),
-                               asio::detached);
-                break;
-        }
+        asio::co_spawn(worker.io, serve_connection(std::move(connection), spec, listener, socks5_auth),
+                       asio::detached);
     }
 }
 
 }  // namespace
 
 Result<std::unique_ptr<WorkerListeners>> WorkerListeners::bind(
-    relay::WorkerContext& worker, const std::vector<ListenSpec>& specs) {
+    relay::WorkerContext& worker, const std::vector<ListenSpec>& specs,
+    std::shared_ptr<const Socks5AuthConfig> socks5_auth) {
     std::unique_ptr<WorkerListeners> listeners(new WorkerListeners(worker));
+    listeners->socks5_auth_ = std::move(socks5_auth);
     for (const auto& spec : specs) {
         std::error_code error;
         const auto address = asio::ip::make_address(spec.address, error);
@@ -148,7 +218,7 @@ Result<std::unique_ptr<WorkerListeners>> WorkerListeners::bind(
 
 void WorkerListeners::start() {
     for (auto& bound : bound_) {
-        asio::co_spawn(worker_.io, accept_loop(worker_, bound->acceptor, bound->spec),
+        asio::co_spawn(worker_.io, accept_loop(worker_, bound->acceptor, bound->spec, socks5_auth_),
                        asio::detached);
     }
 }

@@ -8,14 +8,16 @@
 
 #include "common/result.hpp"
 #include "listen/listen_spec.hpp"
+#include "listen/socks5.hpp"
 #include "relay/worker_context.hpp"
 
 namespace tlsgate::listen {
 
 class WorkerListeners {
 public:
-    static Result<std::unique_ptr<WorkerListeners>> bind(relay::WorkerContext& worker,
-                                                         const std::vector<ListenSpec>& specs);
+    static Result<std::unique_ptr<WorkerListeners>> bind(
+        relay::WorkerContext& worker, const std::vector<ListenSpec>& specs,
+        std::shared_ptr<const Socks5AuthConfig> socks5_auth);
     // Starts the accept loops on the worker's io_context.
     void start();
     // Stops accepting (graceful shutdown); open connections carry on.
@@ -28,6 +30,7 @@ private:
     };
     explicit WorkerListeners(relay::WorkerContext& worker) : worker_(worker) {}
     relay::WorkerContext& worker_;
+    std::shared_ptr<const Socks5AuthConfig> socks5_auth_;
     std::vector<std::unique_ptr<Bound>> bound_;
 };
 

@@ -57,9 +57,8 @@ std::string hex_byte(std::uint8_t byte) {
 bool agrees_with(std::span<const std::uint8_t> available, std::string_view expected) {
     const std::size_t length = std::min(available.size(), expected.size());
     return std::equal(available.begin(), available.begin() + static_cast<std::ptrdiff_t>(length),
-                      expected.begin(), [](std::uint8_t a, char b) {
-                          return a == static_cast<std::uint8_t>(b);
-                      });
+                      expected.begin(),
+                      [](std::uint8_t a, char b) { return a == static_cast<std::uint8_t>(b); });
 }
 
 std::uint16_t read_u16(std::span<const std::uint8_t> bytes, std::size_t at) {
@@ -131,10 +130,9 @@ ProxyHeaderResult parse_v1(std::span<const std::uint8_t> bytes, std::size_t max_
     }
     if (bytes.size() > kV1Prefix.size()) {
         const auto after_prefix = bytes.subspan(kV1Prefix.size());
-        if (std::none_of(kV1Protocols.begin(), kV1Protocols.end(),
-                         [&](std::string_view protocol) {
-                             return agrees_with(after_prefix, protocol);
-                         })) {
+        if (std::none_of(kV1Protocols.begin(), kV1Protocols.end(), [&](std::string_view protocol) {
+                return agrees_with(after_prefix, protocol);
+            })) {
             return invalid("v1 protocol is not TCP4, TCP6 or UNKNOWN");
         }
     }

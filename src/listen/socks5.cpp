@@ -257,8 +257,8 @@ Socks5ServerHandshake::Verdict Socks5ServerHandshake::examine_greeting(
     // A client that offers credentials while credentials are configured authenticates, even when
     // no-auth is also allowed: it chose to identify itself, and the log then names the user.
     if (!config_->users.empty() && offers(Socks5Method::username_password)) {
-        append_reply(reply, {kSocksVersion, static_cast<std::uint8_t>(
-                                                Socks5Method::username_password)});
+        append_reply(reply,
+                     {kSocksVersion, static_cast<std::uint8_t>(Socks5Method::username_password)});
         request_.method = Socks5Method::username_password;
         phase_ = Socks5Phase::awaiting_credentials;
         return Verdict{Verdict::complete};
@@ -269,8 +269,7 @@ Socks5ServerHandshake::Verdict Socks5ServerHandshake::examine_greeting(
         phase_ = Socks5Phase::awaiting_request;
         return Verdict{Verdict::complete};
     }
-    append_reply(reply,
-                 {kSocksVersion, static_cast<std::uint8_t>(Socks5Method::no_acceptable)});
+    append_reply(reply, {kSocksVersion, static_cast<std::uint8_t>(Socks5Method::no_acceptable)});
     std::string offered;
     for (const auto method : methods) {
         offered += (offered.empty() ? "" : ",") + std::to_string(method);
@@ -396,9 +395,9 @@ Socks5ServerHandshake::Verdict Socks5ServerHandshake::examine_request(
             destination.host = std::move(*normalized);
         } else {
             append_connect_reply(reply, Socks5Reply::host_unreachable);
-            return fail(Socks5Failure::bad_domain_name,
-                        "'" + printable(address) + "' (" + std::to_string(address.size()) +
-                            " bytes) is not a valid domain name");
+            return fail(Socks5Failure::bad_domain_name, "'" + printable(address) + "' (" +
+                                                            std::to_string(address.size()) +
+                                                            " bytes) is not a valid domain name");
         }
     } else {
         IpAddress ip;

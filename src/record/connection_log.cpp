@@ -48,6 +48,7 @@ std::string to_json_line(const ConnectionRecord& record) {
     line["duration_ms"] = record.duration_ms;
     line["listener"] = record.listener;
     line["client"] = record.client_address;
+    put_if(line, "proxied_by", record.proxied_by);
     put_if(line, "destination", record.destination);
     put_if(line, "destination_address", record.destination_address);
     put_if(line, "sni", record.sni);

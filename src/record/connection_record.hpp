@@ -19,7 +19,8 @@ struct ConnectionRecord {
     std::chrono::system_clock::time_point start;
     double duration_ms = 0;
     std::string listener;        // "explicit@127.0.0.1:8080"
-    std::string client_address;  // "127.0.0.1:53422"
+    std::string client_address;  // "127.0.0.1:53422" (the real client, from a PROXY header if any)
+    std::string proxied_by;      // the load balancer that sent the PROXY header
     std::string destination;     // host:port as requested (CONNECT authority, Host, or address)
     std::string destination_address;  // the address actually connected to
     std::string sni;

@@ -50,6 +50,7 @@ struct Counters {
     std::uint64_t http_forwarded = 0;
     std::uint64_t bad_request = 0;
     std::uint64_t bad_client_hello = 0;
+    std::uint64_t bad_proxy_header = 0;
     std::uint64_t client_hello_too_large = 0;
     std::uint64_t upstream_connect_failed = 0;
     std::uint64_t upstream_tls_failed = 0;
