@@ -34,6 +34,9 @@ ROUTER_ORIGIN_IP6, ORIGIN_IP6 = "2001:db8:100::1", "2001:db8:100::10"
 GATEWAY_PORT = 8443
 TPROXY_PORT = 8444          # the gateway's TPROXY listener
 TPROXY_ORIGIN_PORT = 4443   # connections to this origin port are TPROXYed, all others REDIRECTed
+SCALE_ORIGIN_PORT = 5443    # ... and these go to HAProxy in front of two tlsgate instances
+HAPROXY_PORT = 8445
+BACKEND_PORTS = (9001, 9002)
 NAMES = ["origin.test", "www.origin.test", "pass.test", "blocked.test", "plain.test"]
 NAMES6 = ["origin.test"]  # also AAAA: curl -6 takes this one
 
@@ -111,6 +114,11 @@ def build_lab():
     sh(*in_ns(NS_ROUTER, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
               "tcp", "!", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "REDIRECT", "--to-ports",
               str(GATEWAY_PORT)))
+    # Scale-out: this port goes to HAProxy, which spreads connections over two gateways and tells
+    # each the real client and destination in a PROXY v2 header.
+    sh(*in_ns(NS_ROUTER, "iptables", "-t", "nat", "-I", "PREROUTING", "1", "-i", "tgl-c1", "-p",
+              "tcp", "--dport", str(SCALE_ORIGIN_PORT), "-j", "REDIRECT", "--to-ports",
+              str(HAPROXY_PORT)))
     # TPROXY keeps the destination address on the packets and delivers them to the gateway's
     # IP_TRANSPARENT socket; the policy route makes marked packets local.
     sh(*in_ns(NS_ROUTER, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
@@ -128,6 +136,14 @@ def build_lab():
                 f.write(f"{ORIGIN_IP6} {name}\n")
         with open(f"/etc/netns/{ns}/resolv.conf", "w") as f:
             f.write("nameserver 127.0.0.1\n")
+
+
+def read_log(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def wait_listening(ns, port, proc, what, timeout=20):
@@ -221,6 +237,7 @@ class TransparentRedirectLab(unittest.TestCase):
         listen {ORIGIN_IP}:443 ssl http2;
         listen [{ORIGIN_IP6}]:443 ssl http2;
         listen {ORIGIN_IP}:{TPROXY_ORIGIN_PORT} ssl http2;
+        listen {ORIGIN_IP}:{SCALE_ORIGIN_PORT} ssl http2;
         server_name {names};
         ssl_certificate {leaf.cert_path};
         ssl_certificate_key {leaf.key_path};
@@ -266,6 +283,69 @@ http {{
         gateway = cls._spawn(NS_ROUTER, argv, "gateway")
         wait_listening(NS_ROUTER, GATEWAY_PORT, gateway, "tlsgate")
 
+    def start_scale_out(self):
+        """Two gateways sharing one CA behind HAProxy (mode tcp, send-proxy-v2, health checks)."""
+        gateways = []
+        for index, port in enumerate(BACKEND_PORTS):
+            data_dir = os.path.join(self.dir, f"node{index}")
+            os.makedirs(data_dir)
+            argv = [harness.BIN, "run", "--listen", f"transparent+proxy@127.0.0.1:{port}",
+                    "--data-dir", data_dir, "--ca-dir", self.data_dir, "--no-system-trust",
+                    "--upstream-ca", self.pki.root_path, "--workers", "1"]
+            proc = self._spawn(NS_ROUTER, argv, f"node{index}")
+            wait_listening(NS_ROUTER, port, proc, f"tlsgate node {index}")
+            gateways.append((proc, os.path.join(data_dir, "connections.jsonl")))
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        servers = "\n".join(
+            f"    server node{i} 127.0.0.1:{port} send-proxy-v2 check check-send-proxy "
+            "inter 300ms fall 1 rise 2" for i, port in enumerate(BACKEND_PORTS))
+        with open(conf, "w") as f:
+            f.write(f"""
+global
+    maxconn 2000
+defaults
+    mode tcp
+    timeout connect 3s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend gateways_in
+    bind {ROUTER_CLIENT_IP}:{HAPROXY_PORT}
+    default_backend gateways
+backend gateways
+    balance roundrobin
+{servers}
+""")
+        haproxy = self._spawn(NS_ROUTER, [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db",
+                                          "-f", conf], "haproxy")
+        wait_listening(NS_ROUTER, HAPROXY_PORT, haproxy, "haproxy")
+        return gateways
+
+    @unittest.skipUnless(shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"),
+                         "needs haproxy")
+    def test_scale_out_behind_haproxy_survives_losing_a_node(self):
+        gateways = self.start_scale_out()
+        url = f"https://origin.test:{SCALE_ORIGIN_PORT}/1k.bin"
+        for _ in range(6):
+            r = self.curl(url, "-o", "/dev/null", "-w", "%{http_code}", cacert=self.ca_path)
+            self.assertEqual(r.stdout, b"200", r.stderr)
+        for proc, log_path in gateways:
+            lines = [l for l in read_log(log_path) if l.get("action") == "intercept"]
+            self.assertTrue(lines, f"node behind {log_path} served nothing")
+            for line in lines:
+                # The real client, not HAProxy, and the real destination.
+                self.assertTrue(line["client"].startswith(CLIENT_IP + ":"), line)
+                self.assertTrue(line["proxied_by"].startswith("127.0.0.1:"), line)
+                self.assertEqual(line["destination"], f"{ORIGIN_IP}:{SCALE_ORIGIN_PORT}", line)
+        # One node dies mid-run: new connections keep succeeding through the other.
+        gateways[0][0].kill()
+        failures = 0
+        for _ in range(10):
+            r = self.curl(url, "-o", "/dev/null", "-w", "%{http_code}", cacert=self.ca_path)
+            failures += r.stdout != b"200"
+        self.assertEqual(failures, 0)
+
     def curl(self, url, *args, cacert=None):
         # origin.test has an AAAA record too: IPv4 unless a test asks for -6.
         family = [] if "-6" in args else ["-4"]
@@ -283,7 +363,7 @@ http {{
         return ""
 
     def log_lines(self):
-        return harness.Gateway.log_lines(self)
+        return read_log(self.log_path)
 
     def test_intercepted_name_gets_a_minted_certificate_and_the_right_body(self):
         r = self.curl("https://origin.test/64k.bin", "-o", "-", cacert=self.ca_path)
