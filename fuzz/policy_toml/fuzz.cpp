@@ -62,7 +62,13 @@ int scan_decide(const std::vector<Rule>& rules, const Query& query) {
              std::any_of(rule.cidrs.begin(), rule.cidrs.end(), [&](const Cidr& cidr) {
                  return scan_cidr_contains(cidr, *query.destination);
              }));
-        if (host_ok && port_ok && address_ok) {
+        const bool source_ok =
+            rule.sources.empty() ||
+            (query.source &&
+             std::any_of(rule.sources.begin(), rule.sources.end(), [&](const Cidr& cidr) {
+                 return scan_cidr_contains(cidr, *query.source);
+             }));
+        if (host_ok && port_ok && address_ok && source_ok) {
             return static_cast<int>(i);
         }
     }

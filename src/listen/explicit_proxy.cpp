@@ -72,7 +72,7 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
                          std::to_string(port);
 
     auto decide = [&](std::optional<IpAddress> address) {
-        return worker.shared.policy->decide({host, address, port});
+        return worker.shared.policy->decide({host, address, port, connection->client_ip});
     };
     auto blocked = [&](const policy::Decision& decision) -> bool {
         if (decision.action != policy::Action::block) {

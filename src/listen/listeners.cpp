@@ -120,6 +120,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<relay::Connection> connec
             connection->record.proxied_by = connection->record.client_address;
             connection->record.client_address =
                 relay::endpoint_text(to_endpoint(header->addresses->source));
+            connection->client_ip = header->addresses->source.address.unmapped();
             announced_destination = to_endpoint(header->addresses->destination);
         }
     }

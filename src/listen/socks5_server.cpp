@@ -101,7 +101,7 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
     }
 
     auto blocked = [&](std::optional<IpAddress> address) {
-        const auto decision = worker.shared.policy->decide({host, address, port});
+        const auto decision = worker.shared.policy->decide({host, address, port, connection->client_ip});
         if (decision.action != policy::Action::block) {
             return false;
         }

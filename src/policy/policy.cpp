@@ -190,6 +190,7 @@ struct CompiledRule {
     std::string name;
     std::vector<Cidr> cidrs;
     std::vector<PortRange> ports;
+    std::vector<Cidr> sources;
 };
 
 bool matches_address_and_port(const CompiledRule& rule, const Query& query) {
@@ -210,6 +211,17 @@ bool matches_address_and_port(const CompiledRule& rule, const Query& query) {
             std::any_of(rule.cidrs.begin(), rule.cidrs.end(),
                         [&](const Cidr& cidr) { return cidr.contains(*query.destination); });
         if (!address_matches) {
+            return false;
+        }
+    }
+    if (!rule.sources.empty()) {
+        if (!query.source) {
+            return false;
+        }
+        const bool source_matches =
+            std::any_of(rule.sources.begin(), rule.sources.end(),
+                        [&](const Cidr& cidr) { return cidr.contains(*query.source); });
+        if (!source_matches) {
             return false;
         }
     }
@@ -321,9 +333,10 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
 
     for (std::size_t position = 0; position < config.rules.size(); ++position) {
         Rule& rule = config.rules[position];
-        if (rule.hosts.empty() && rule.cidrs.empty() && rule.ports.empty()) {
+        if (rule.hosts.empty() && rule.cidrs.empty() && rule.ports.empty() &&
+            rule.sources.empty()) {
             return make_error("policy: " + describe_rule(rule, position) +
-                              " names no criterion; give it hosts, cidrs or ports");
+                              " names no criterion; give it hosts, cidrs, sources or ports");
         }
         for (const PortRange& range : rule.ports) {
             if (range.first == 0 || range.first > range.last) {
@@ -336,7 +349,11 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
         for (Cidr& cidr : rule.cidrs) {
             cidr = unmapped_network(cidr);
         }
-        const bool needs_address_or_port = !rule.cidrs.empty() || !rule.ports.empty();
+        for (Cidr& cidr : rule.sources) {
+            cidr = unmapped_network(cidr);
+        }
+        const bool needs_address_or_port =
+            !rule.cidrs.empty() || !rule.ports.empty() || !rule.sources.empty();
         const Candidate candidate =
             static_cast<Candidate>(position) | (needs_address_or_port ? kNeedsAddressOrPort : 0);
         for (const std::string& host : rule.hosts) {
@@ -365,7 +382,8 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
             rule.name = "rule " + std::to_string(position + 1);
         }
         compiled->rules.push_back(CompiledRule{rule.action, std::move(rule.name),
-                                               std::move(rule.cidrs), std::move(rule.ports)});
+                                               std::move(rule.cidrs), std::move(rule.ports),
+                                               std::move(rule.sources)});
     }
 
     // Pass 2. A single candidate is already in place; longer lists get a pool offset, then fill

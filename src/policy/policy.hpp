@@ -36,7 +36,8 @@ struct Rule {
     Action action = Action::intercept;
     std::string name;  // shown in logs; defaults to "rule N"
     std::vector<std::string> hosts;
-    std::vector<Cidr> cidrs;
+    std::vector<Cidr> cidrs;    // destination addresses
+    std::vector<Cidr> sources;  // client addresses (e.g. "traffic leaving these prefixes")
     std::vector<PortRange> ports;
 };
 
@@ -49,6 +50,7 @@ struct Query {
     std::string_view host;  // normalized host name (see normalize_hostname); empty when unknown
     std::optional<IpAddress> destination;
     std::uint16_t port = 0;
+    std::optional<IpAddress> source;  // the client
 };
 
 struct Decision {

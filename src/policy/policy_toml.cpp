@@ -14,6 +14,7 @@
 //            "*"]                        # any host name (not a connection without one)
 //   hosts_file = "names.txt"             # more patterns, one per line; '#' starts a comment;
 //                                        # relative to the policy file's directory
+//   sources = ["198.51.100.0/24"]                # client address
 //   cidrs = ["192.0.2.0/24", "2001:db8::/32"]  # destination address; IPv4 networks also match
 //                                              # IPv4-mapped IPv6 destinations (::ffff:a.b.c.d)
 //   ports = [443, "8000-8999"]           # destination port or inclusive range, 1..65535
@@ -322,12 +323,14 @@ public:
                 names_hosts = true;
                 outcome = read_hosts_file(value);
             } else if (key_name == "cidrs") {
-                outcome = read_cidrs(value);
+                outcome = read_cidrs(value, "cidrs", rule_.cidrs);
+            } else if (key_name == "sources") {
+                outcome = read_cidrs(value, "sources", rule_.sources);
             } else if (key_name == "ports") {
                 outcome = read_ports(value);
             } else {
                 return make_error(where(value) + label() + ": unknown key " + in_quotes(key_name) +
-                                  " (expected name, action, hosts, hosts_file, cidrs, ports)");
+                                  " (expected name, action, hosts, hosts_file, cidrs, sources, ports)");
             }
             if (!outcome) {
                 return make_error(outcome.error());
@@ -343,9 +346,11 @@ public:
                               ": hosts/hosts_file name no pattern; an empty host list would "
                               "match every host");
         }
-        if (rule_.hosts.empty() && rule_.cidrs.empty() && rule_.ports.empty()) {
+        if (rule_.hosts.empty() && rule_.cidrs.empty() && rule_.ports.empty() &&
+            rule_.sources.empty()) {
             return make_error(where(table_) + label() +
-                              " names no criterion; give it hosts, hosts_file, cidrs or ports");
+                              " names no criterion; give it hosts, hosts_file, cidrs, sources or "
+                              "ports");
         }
         return std::move(rule_);
     }
@@ -428,23 +433,26 @@ private:
         return {};
     }
 
-    Result<void> read_cidrs(const toml::node& node) {
-        auto array = non_empty_array(node, "cidrs");
+    Result<void> read_cidrs(const toml::node& node, std::string_view key,
+                            std::vector<Cidr>& into) {
+        auto array = non_empty_array(node, key);
         if (!array) {
             return make_error(array.error());
         }
         for (const toml::node& element : **array) {
             const auto* text = element.as_string();
             if (text == nullptr) {
-                return wrong_type(element, label() + ": cidrs entries", "strings");
+                return wrong_type(element, label() + ": " + std::string(key) + " entries",
+                                  "strings");
             }
             auto cidr = Cidr::parse(text->get());
             if (!cidr) {
-                return make_error(where(element) + label() + ": invalid CIDR " +
+                return make_error(where(element) + label() + ": " + std::string(key) +
+                                  ": invalid CIDR " +
                                   in_quotes(text->get()) +
                                   " (expected e.g. \"192.0.2.0/24\" or \"2001:db8::/32\")");
             }
-            rule_.cidrs.push_back(*cidr);
+            into.push_back(*cidr);
         }
         return {};
     }

@@ -35,6 +35,10 @@ Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
     const auto peer = client.remote_endpoint(error);
     if (!error) {
         record.client_address = endpoint_text(peer);
+        client_ip = IpAddress::parse(peer.address().to_string());
+        if (client_ip) {
+            client_ip = client_ip->unmapped();
+        }
     }
 }
 

@@ -39,6 +39,8 @@ public:
     // The address the listener is bound to (for TPROXY not the accepted socket's own address,
     // which is the client's destination): upstream connections to it would loop.
     asio::ip::tcp::endpoint listener_endpoint;
+    // The client's address for source rules (the PROXY header's, when a balancer sent one).
+    std::optional<IpAddress> client_ip;
     record::ConnectionRecord record;
 
 private:

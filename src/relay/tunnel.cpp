@@ -254,7 +254,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     bool server_spoke_first = false;
     const auto status =
         co_await read_client_hello(*connection, already_read, parser, server_spoke_first);
-    policy::Query query{target.host, target.address, target.port};
+    policy::Query query{target.host, target.address, target.port, connection->client_ip};
 
     switch (status) {
         case classify::HelloStatus::need_more:

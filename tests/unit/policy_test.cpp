@@ -846,5 +846,61 @@ TEST(PolicyToml, HundredThousandPatternsFromAHostsFile) {
     EXPECT_EQ(policy->decide(host_query("n100000.list.example")).rule_index, -1);
 }
 
+// The two deployments in the reports: a list of names (2019), and everything leaving domestic
+// prefixes except domestic destinations (the 2015 plan).
+TEST(PolicyDeployments, NameListAndDomesticPrefixesAreExpressible) {
+    auto names = parse_policy_toml(R"(
+default = "passthrough"
+[[rules]]
+action = "intercept"
+hosts = [".social.example", "video.example"]
+)",
+                                   "/nonexistent");
+    ASSERT_TRUE(names) << names.error();
+    auto by_name = compile_or_die(std::move(*names));
+    EXPECT_EQ(by_name->decide(host_query("m.social.example")).action, Action::intercept);
+    EXPECT_EQ(by_name->decide(host_query("bank.example")).action, Action::passthrough);
+
+    auto prefixes = parse_policy_toml(R"(
+default = "passthrough"
+[[rules]]
+name = "domestic destinations"
+action = "passthrough"
+cidrs = ["198.51.100.0/24"]
+[[rules]]
+name = "leaving the domestic network"
+action = "intercept"
+sources = ["192.0.2.0/24", "2001:db8:2::/48"]
+)",
+                                      "/nonexistent");
+    ASSERT_TRUE(prefixes) << prefixes.error();
+    auto by_prefix = compile_or_die(std::move(*prefixes));
+    const auto domestic_client = IpAddress::parse("192.0.2.7");
+    const auto foreign_client = IpAddress::parse("203.0.113.9");
+    const auto domestic_server = IpAddress::parse("198.51.100.10");
+    const auto foreign_server = IpAddress::parse("203.0.113.80");
+    auto decide = [&](std::optional<IpAddress> client, std::optional<IpAddress> server) {
+        return by_prefix->decide(Query{"any.example", server, 443, client});
+    };
+    EXPECT_EQ(decide(domestic_client, foreign_server).action, Action::intercept);
+    EXPECT_EQ(decide(domestic_client, domestic_server).action, Action::passthrough);
+    EXPECT_EQ(decide(foreign_client, foreign_server).action, Action::passthrough);
+    EXPECT_EQ(decide(IpAddress::parse("::ffff:192.0.2.7"), foreign_server).action,
+              Action::intercept);
+    EXPECT_EQ(decide(std::nullopt, foreign_server).action, Action::passthrough);
+    EXPECT_EQ(decide(IpAddress::parse("2001:db8:2::5"), foreign_server).rule_name,
+              "leaving the domestic network");
+}
+
+TEST(PolicyToml, SourcesAreValidatedLikeCidrs) {
+    auto bad = parse_policy_toml("[[rules]]\naction = \"block\"\nsources = [\"nope\"]\n",
+                                 "/nonexistent");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().find("sources"), std::string::npos) << bad.error();
+    auto empty = parse_policy_toml("[[rules]]\naction = \"block\"\nsources = []\n",
+                                   "/nonexistent");
+    EXPECT_FALSE(empty);
+}
+
 }  // namespace
 }  // namespace tlsgate::policy
