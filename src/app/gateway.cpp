@@ -107,6 +107,7 @@ int run_gateway(RunOptions options) {
 
     relay::SharedState shared;
     shared.timeouts = options.timeouts;
+    shared.spoof_source = options.spoof_source;
     for (const auto& [name, address] : options.static_hosts) {
         shared.static_hosts[name] = address;
     }

@@ -116,6 +116,12 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             for (const auto& f : *files) {
                 options.upstream_ca_files.push_back(relative(f).string());
             }
+        } else if (key == "spoof_source") {
+            auto flag = node.value<bool>();
+            if (!flag) {
+                return make_error("config: 'spoof_source' must be true or false");
+            }
+            options.spoof_source = *flag;
         } else if (key == "system_trust") {
             auto flag = node.value<bool>();
             if (!flag) {

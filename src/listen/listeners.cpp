@@ -165,6 +165,7 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
         socket.set_option(tcp::no_delay(true), error);
         auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
         connection->listener_endpoint = listener;
+        connection->spoof_source = spec.mode == Mode::tproxy && worker.shared.spoof_source;
         asio::co_spawn(worker.io, serve_connection(std::move(connection), spec, listener, socks5_auth),
                        asio::detached);
     }

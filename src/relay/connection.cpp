@@ -4,6 +4,10 @@
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <netinet/in.h>
+
+#include <cstring>
+
 #include "relay/byte_stream.hpp"
 
 namespace tlsgate::relay {
@@ -96,6 +100,35 @@ void Connection::wait_for_deadline() {
     });
 }
 
+namespace {
+
+// IP_TRANSPARENT lets the socket bind to an address that is not the gateway's; the router's
+// "-m socket --transparent" rule brings the server's answers back to it.
+Result<void> bind_to_client_address(Connection& connection, const tcp::endpoint& destination) {
+    std::error_code error;
+    const auto client = asio::ip::make_address(connection.client_ip->to_string(), error);
+    if (error || client.is_v6() != destination.address().is_v6()) {
+        return make_error("the client and the server are of different address families");
+    }
+    connection.upstream.open(destination.protocol(), error);
+    if (error) {
+        return make_error(error.message());
+    }
+    const int one = 1;
+    const bool v6 = client.is_v6();
+    if (setsockopt(connection.upstream.native_handle(), v6 ? SOL_IPV6 : SOL_IP,
+                   v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one, sizeof one) != 0) {
+        return make_error(std::string("IP_TRANSPARENT: ") + std::strerror(errno));
+    }
+    connection.upstream.bind(tcp::endpoint(client, 0), error);
+    if (error) {
+        return make_error(error.message());
+    }
+    return {};
+}
+
+}  // namespace
+
 asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, const std::string& host,
                                                     std::uint16_t port) {
     connection.arm_timeout(connection.worker.shared.timeouts.connect, "connect");
@@ -134,6 +167,11 @@ asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, cons
         }
         std::error_code connect_error;
         connection.upstream = tcp::socket(connection.worker.io);
+        if (connection.spoof_source && connection.client_ip) {
+            if (auto bound = bind_to_client_address(connection, endpoint); !bound) {
+                co_return make_error("cannot connect from the client's address: " + bound.error());
+            }
+        }
         co_await connection.upstream.async_connect(
             endpoint, asio::redirect_error(asio::use_awaitable, connect_error));
         if (!connect_error) {

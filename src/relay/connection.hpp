@@ -41,6 +41,9 @@ public:
     asio::ip::tcp::endpoint listener_endpoint;
     // The client's address for source rules (the PROXY header's, when a balancer sent one).
     std::optional<IpAddress> client_ip;
+    // Connect upstream from the client's own address (TPROXY listeners with spoof_source): the
+    // server sees the client, as if no gateway were there.
+    bool spoof_source = false;
     record::ConnectionRecord record;
 
 private:

@@ -38,6 +38,7 @@ struct SharedState {
     record::ConnectionLog* connection_log = nullptr;
     // Static name -> address overrides consulted before DNS (labs and tests, like curl --resolve).
     std::unordered_map<std::string, IpAddress> static_hosts;
+    bool spoof_source = false;  // applies to tproxy listeners
 };
 
 // Every branch a connection can take is counted (exported as metrics by a later stage).

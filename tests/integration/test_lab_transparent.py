@@ -105,7 +105,8 @@ def build_lab():
     sh(*in_ns(NS_ORIGIN, "ip", "-6", "route", "add", "default", "via", ROUTER_ORIGIN_IP6))
     sh(*in_ns(NS_ROUTER, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"))
     sh(*in_ns(NS_ROUTER, "ip6tables", "-t", "nat", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
-              "tcp", "-j", "REDIRECT", "--to-ports", str(GATEWAY_PORT)))
+              "tcp", "!", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "REDIRECT", "--to-ports",
+              str(GATEWAY_PORT)))
     sh(*in_ns(NS_CLIENT, "ip", "route", "add", "default", "via", ROUTER_CLIENT_IP))
     sh(*in_ns(NS_ORIGIN, "ip", "route", "add", "default", "via", ROUTER_ORIGIN_IP))
     sh(*in_ns(NS_ROUTER, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
@@ -124,8 +125,19 @@ def build_lab():
     sh(*in_ns(NS_ROUTER, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
               "tcp", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "TPROXY", "--on-ip",
               ROUTER_CLIENT_IP, "--on-port", str(TPROXY_PORT), "--tproxy-mark", "0x1/0x1"))
+    # spoof_source: the origin answers the client's address; those packets belong to the
+    # gateway's transparent upstream socket, so they are made local too.
+    sh(*in_ns(NS_ROUTER, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-o1", "-p",
+              "tcp", "-m", "socket", "--transparent", "-j", "MARK", "--set-mark", "0x1"))
     sh(*in_ns(NS_ROUTER, "ip", "rule", "add", "fwmark", "0x1/0x1", "lookup", "100"))
     sh(*in_ns(NS_ROUTER, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"))
+    sh(*in_ns(NS_ROUTER, "ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-c1", "-p",
+              "tcp", "--dport", str(TPROXY_ORIGIN_PORT), "-j", "TPROXY", "--on-ip",
+              ROUTER_CLIENT_IP6, "--on-port", str(TPROXY_PORT), "--tproxy-mark", "0x1/0x1"))
+    sh(*in_ns(NS_ROUTER, "ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", "tgl-o1", "-p",
+              "tcp", "-m", "socket", "--transparent", "-j", "MARK", "--set-mark", "0x1"))
+    sh(*in_ns(NS_ROUTER, "ip", "-6", "rule", "add", "fwmark", "0x1/0x1", "lookup", "100"))
+    sh(*in_ns(NS_ROUTER, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100"))
     for ns in (NS_CLIENT, NS_ROUTER):
         os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
         with open(f"/etc/netns/{ns}/hosts", "w") as f:
@@ -237,11 +249,13 @@ class TransparentRedirectLab(unittest.TestCase):
         listen {ORIGIN_IP}:443 ssl http2;
         listen [{ORIGIN_IP6}]:443 ssl http2;
         listen {ORIGIN_IP}:{TPROXY_ORIGIN_PORT} ssl http2;
+        listen [{ORIGIN_IP6}]:{TPROXY_ORIGIN_PORT} ssl http2;
         listen {ORIGIN_IP}:{SCALE_ORIGIN_PORT} ssl http2;
         server_name {names};
         ssl_certificate {leaf.cert_path};
         ssl_certificate_key {leaf.key_path};
         location = /proto {{ default_type text/plain; return 200 "$server_protocol\\n"; }}
+        location = /whoami {{ default_type text/plain; return 200 "$remote_addr\\n"; }}
         location / {{ root {www}; }}
     }}"""
         conf = os.path.join(cls.dir, "nginx.conf")
@@ -275,9 +289,14 @@ http {{
         cls.data_dir = os.path.join(cls.dir, "gateway")
         cls.ca_path = os.path.join(cls.data_dir, "ca.pem")
         cls.log_path = os.path.join(cls.data_dir, "connections.jsonl")
-        argv = [harness.BIN, "run", "--listen", f"transparent@{ROUTER_CLIENT_IP}:{GATEWAY_PORT}",
+        config = os.path.join(cls.dir, "tlsgate.toml")
+        with open(config, "w") as f:
+            f.write("spoof_source = true\n")
+        argv = [harness.BIN, "run", "--config", config,
+                "--listen", f"transparent@{ROUTER_CLIENT_IP}:{GATEWAY_PORT}",
                 "--listen", f"transparent@[{ROUTER_CLIENT_IP6}]:{GATEWAY_PORT}",
                 "--listen", f"tproxy@{ROUTER_CLIENT_IP}:{TPROXY_PORT}",
+                "--listen", f"tproxy@[{ROUTER_CLIENT_IP6}]:{TPROXY_PORT}",
                 "--data-dir", cls.data_dir, "--no-system-trust", "--upstream-ca",
                 cls.pki.root_path, "--policy", policy, "--workers", "2"]
         gateway = cls._spawn(NS_ROUTER, argv, "gateway")
@@ -420,6 +439,22 @@ with socket.create_connection(({ORIGIN_IP!r}, 443), timeout=20) as raw:
         seen = json.loads(r.stdout)
         self.assertIn("origin.test", seen["san"])
         self.assertIn("tlsgate CA", seen["issuer"]["commonName"])
+
+    def test_tproxy_with_spoof_source_shows_the_client_address_to_the_server(self):
+        r = self.curl(f"https://origin.test:{TPROXY_ORIGIN_PORT}/whoami", "-o", "-",
+                      cacert=self.ca_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip().decode(), CLIENT_IP)
+        # REDIRECT connections come from the router, as NAT implies.
+        r = self.curl("https://origin.test/whoami", "-o", "-", cacert=self.ca_path)
+        self.assertEqual(r.stdout.strip().decode(), ROUTER_ORIGIN_IP, r.stderr)
+
+    def test_tproxy_over_ipv6(self):
+        r = self.curl(f"https://origin.test:{TPROXY_ORIGIN_PORT}/whoami", "-6", "-o", "-",
+                      cacert=self.ca_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # spoof_source keeps the IPv6 client's address too
+        self.assertEqual(r.stdout.strip().decode(), CLIENT_IP6)
 
     def test_h2_end_to_end_without_a_proxy(self):
         r = self.curl("https://origin.test/proto", "--http2", "-o", "-", cacert=self.ca_path)
