@@ -16,6 +16,7 @@
 #include "relay/byte_stream.hpp"
 #include "relay/connection.hpp"
 #include "relay/pump.hpp"
+#include "relay/splice.hpp"
 #include "tls/contexts.hpp"
 
 namespace tlsgate::relay {
@@ -86,16 +87,16 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
 }
 
 asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t> already_read) {
-    TcpStream client(connection.client);
-    TcpStream upstream(connection.upstream);
     if (!already_read.empty()) {
+        TcpStream upstream(connection.upstream);
         if (auto error = co_await upstream.write_all(already_read)) {
             connection.record.error = "upstream write: " + upstream.error_text();
             co_return;
         }
         connection.record.bytes_client_to_server += already_read.size();
+        std::vector<std::uint8_t>().swap(already_read);
     }
-    co_await relay_both_ways(connection, client, upstream);
+    co_await splice_both_ways(connection);
 }
 
 // A cached leaf is reused only for the same verified upstream certificate and the same SNI, so a
