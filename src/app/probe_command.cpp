@@ -54,8 +54,7 @@ Result<std::string> read_text_file(const std::string& file) {
 Result<double> parse_seconds(const std::string& text) {
     double value = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (error != std::errc() || end != text.data() + text.size() || !(value > 0) ||
-        value > 3600) {
+    if (error != std::errc() || end != text.data() + text.size() || !(value > 0) || value > 3600) {
         return make_error("--timeout wants seconds between 0 and 3600, not \"" + text + "\"");
     }
     return value;
@@ -215,35 +214,40 @@ void build_parser(CLI::App& parser, ProbeFlags& flags) {
     parser.add_option("--list", flags.lists, "File with one HOST[:PORT] per line, repeatable")
         ->type_name("FILE")
         ->allow_extra_args(false);
-    parser.add_option("--connect", flags.connect,
-                      "Send every handshake to this address; only the SNI changes")
+    parser
+        .add_option("--connect", flags.connect,
+                    "Send every handshake to this address; only the SNI changes")
         ->type_name("IP[:PORT]");
     parser.add_option("--proxy", flags.proxy, "Handshake through this HTTP CONNECT proxy")
         ->type_name("http://HOST:PORT");
-    parser.add_option("--control", flags.control,
-                      "A benign name to compare every name with (SNI-triggered detection)")
+    parser
+        .add_option("--control", flags.control,
+                    "A benign name to compare every name with (SNI-triggered detection)")
         ->type_name("NAME[:PORT]");
-    parser.add_option("--trust", flags.trust,
-                      "PEM bundle added to the trust store (the system store), repeatable")
+    parser
+        .add_option("--trust", flags.trust,
+                    "PEM bundle added to the trust store (the system store), repeatable")
         ->type_name("FILE")
         ->allow_extra_args(false);
     parser.add_flag("--no-system-trust", flags.no_system_trust,
                     "Trust only --trust bundles, not the system store");
-    parser.add_option("--known-roots", flags.known_roots,
-                      "More known interception roots: lines \"SPKI-SHA256-HEX NAME\", repeatable")
+    parser
+        .add_option("--known-roots", flags.known_roots,
+                    "More known interception roots: lines \"SPKI-SHA256-HEX NAME\", repeatable")
         ->type_name("FILE")
         ->allow_extra_args(false);
-    parser.add_option("--ca-dir", flags.ca_dir,
-                      "Where this machine's tlsgate CA (ca.pem) is, to name it when seen "
-                      "(default: the data dir, if it has one)")
+    parser
+        .add_option("--ca-dir", flags.ca_dir,
+                    "Where this machine's tlsgate CA (ca.pem) is, to name it when seen "
+                    "(default: the data dir, if it has one)")
         ->type_name("DIR");
     parser.add_option("--timeout", flags.timeout, "Seconds allowed for each name (default 10)")
         ->type_name("S");
-    parser.add_option("--concurrency", flags.concurrency,
-                      "Handshakes in flight, 1 to 256 (default 32)")
+    parser
+        .add_option("--concurrency", flags.concurrency,
+                    "Handshakes in flight, 1 to 256 (default 32)")
         ->type_name("N");
-    parser.add_option("--format", flags.format, "Output (default table)")
-        ->type_name("table|json");
+    parser.add_option("--format", flags.format, "Output (default table)")->type_name("table|json");
     parser.footer(
         "Exit status: 0 nothing intercepted, 1 something intercepted, 2 usage or setup error.\n"
         "Statuses: clean, intercepted, invalid, blocked, no-tls, error (docs/probe.md).");

@@ -68,26 +68,12 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
         co_return;
     }
     const std::uint16_t port = authority->port;
-    record.destination = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-                         std::to_string(port);
+    record.destination = relay::authority_text(host, port);
 
-    auto decide = [&](std::optional<IpAddress> address) {
-        return worker.shared.policy->decide({host, address, port, connection->client_ip});
-    };
-    auto blocked = [&](const policy::Decision& decision) -> bool {
-        if (decision.action != policy::Action::block) {
-            return false;
-        }
-        ++worker.counters.blocked;
-        record.action = "block";
-        record.rule = decision.rule_name;
-        record.reason = "blocked by policy";
-        return true;
-    };
     // GCC 12 destroys temporaries inside a co_await expression twice: arguments are named.
     std::string block_reason;
-    if (const auto decision = decide(IpAddress::parse(host)); blocked(decision)) {
-        block_reason = "blocked by tlsgate policy (" + std::string(decision.rule_name) + ")";
+    if (relay::blocked_by_policy(*connection, host, IpAddress::parse(host), port)) {
+        block_reason = "blocked by tlsgate policy (" + record.rule + ")";
         co_await relay::send_proxy_error(*connection, 403, "Forbidden", block_reason);
         co_return;
     }
@@ -99,8 +85,8 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
         co_return;
     }
     // Address rules (CIDRs) can only match once the name is resolved.
-    if (const auto decision = decide(*connected); blocked(decision)) {
-        block_reason = "blocked by tlsgate policy (" + std::string(decision.rule_name) + ")";
+    if (relay::blocked_by_policy(*connection, host, *connected, port)) {
+        block_reason = "blocked by tlsgate policy (" + record.rule + ")";
         co_await relay::send_proxy_error(*connection, 403, "Forbidden", block_reason);
         co_return;
     }

@@ -94,25 +94,13 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
         host = std::get<IpAddress>(destination.host).to_string();
     }
     const std::uint16_t port = destination.port;
-    record.destination =
-        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    record.destination = relay::authority_text(host, port);
     if (!handshake.request().username.empty()) {
         record.reason = "SOCKS5 user " + handshake.request().username;
     }
 
-    auto blocked = [&](std::optional<IpAddress> address) {
-        const auto decision = worker.shared.policy->decide({host, address, port, connection->client_ip});
-        if (decision.action != policy::Action::block) {
-            return false;
-        }
-        ++worker.counters.blocked;
-        record.action = "block";
-        record.rule = decision.rule_name;
-        record.reason = "blocked by policy";
-        return true;
-    };
     const auto refusal = Socks5ServerHandshake::reply_for(Socks5Reply::not_allowed_by_ruleset);
-    if (blocked(IpAddress::parse(host))) {
+    if (relay::blocked_by_policy(*connection, host, IpAddress::parse(host), port)) {
         co_await send(*connection, refusal);
         co_return;
     }
@@ -125,7 +113,7 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
         co_await send(*connection, failure);
         co_return;
     }
-    if (blocked(*connected)) {
+    if (relay::blocked_by_policy(*connection, host, *connected, port)) {
         co_await send(*connection, refusal);
         co_return;
     }

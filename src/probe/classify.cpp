@@ -37,7 +37,8 @@ struct VerifyLog {
 
 int record_and_continue(int ok, X509_STORE_CTX* context) {
     if (ok == 0) {
-        auto* log = static_cast<VerifyLog*>(X509_STORE_CTX_get_ex_data(context, verify_log_index()));
+        auto* log =
+            static_cast<VerifyLog*>(X509_STORE_CTX_get_ex_data(context, verify_log_index()));
         const int error = X509_STORE_CTX_get_error(context);
         if (log != nullptr &&
             std::find(log->errors.begin(), log->errors.end(), error) == log->errors.end()) {
@@ -84,7 +85,7 @@ std::vector<std::string> dns_names(X509* cert) {
 
 CertificateInfo describe(X509* cert) {
     const auto summary = pki::summarize(cert);
-    return {summary.subject,    summary.issuer,    pki::sha256_fingerprint_hex(cert),
+    return {summary.subject,     summary.issuer,     pki::sha256_fingerprint_hex(cert),
             summary.spki_sha256, summary.not_before, summary.not_after,
             dns_names(cert)};
 }
@@ -349,9 +350,8 @@ ChainAssessment assess_chain(const std::vector<std::string>& chain_der, const Ta
     for (X509* cert : candidates) {
         const auto spki = pki::spki_sha256_hex(cert);
         if (const KnownRoot* match = trust.known.find(spki)) {
-            assessment.known_root =
-                KnownRootMatch{match->name, spki, match->source,
-                               one_line(X509_get_subject_name(cert))};
+            assessment.known_root = KnownRootMatch{match->name, spki, match->source,
+                                                   one_line(X509_get_subject_name(cert))};
             return assessment;
         }
     }
@@ -390,9 +390,8 @@ ProbeResult classify(const Target& target, Observation observation, const TrustC
         case Outcome::proxy_refused:
             // 403 and 451 are a policy saying no; anything else (502, 504, 407) is the proxy
             // failing or needing something, which says nothing about interception.
-            result.status = seen.proxy_status == 403 || seen.proxy_status == 451
-                                ? Status::blocked
-                                : Status::error;
+            result.status = seen.proxy_status == 403 || seen.proxy_status == 451 ? Status::blocked
+                                                                                 : Status::error;
             result.reason = "the proxy answered CONNECT with \"" + seen.detail + "\"";
             break;
         case Outcome::proxy_failed:
@@ -415,8 +414,8 @@ ProbeResult classify(const Target& target, Observation observation, const TrustC
             break;
         case Outcome::alert:
             result.status = Status::blocked;
-            result.reason = "TLS alert " + alert_name(seen.alert) + " in answer to the ClientHello" +
-                            control_note;
+            result.reason = "TLS alert " + alert_name(seen.alert) +
+                            " in answer to the ClientHello" + control_note;
             break;
         case Outcome::not_tls:
             result.status = Status::no_tls;
@@ -452,14 +451,16 @@ ProbeResult classify(const Target& target, Observation observation, const TrustC
     }
     const bool certificate_differs =
         comparison && !comparison->fields.empty() && comparison->fields.front() == "certificate";
-    // Without a control every probed name is presumed public (that is what a user checks).
-    // A control whose own chain is broken says this server does not use public certificates.
-    const bool expect_public = control == nullptr || control->status != Status::invalid;
+    // Without a control every probed name is presumed public (that is what a user checks). A
+    // control judged invalid for a chain outside the trust store says this server does not use
+    // public certificates; one that is merely expired or for another name still does.
+    const bool expect_public =
+        control == nullptr || control->status != Status::invalid || !control->chain_untrusted;
     const std::string root_text = chain.root ? root_words(*chain.root) : "an unknown root";
 
     if (chain.known_root) {
         result.status = Status::intercepted;
-        result.reason = "chain includes known interception root: " + chain.known_root->name;
+        result.reason = "known interception root: " + chain.known_root->name;
     } else if (chain.verified) {
         result.status = Status::clean;
         result.reason = "chains to " + root_text + " in the trust store; the name matches";
@@ -481,8 +482,8 @@ ProbeResult classify(const Target& target, Observation observation, const TrustC
             chain.verify_errors.empty() ? std::string("other") : chain.verify_errors.front();
         result.reason = code + ": " + chain.verify_detail;
         if (chain.root_untrusted && control != nullptr) {
-            result.reason += " (the control " + control->target +
-                             " does not chain to the trust store either)";
+            result.reason +=
+                " (the control " + control->target + " does not chain to the trust store either)";
         }
     }
     if (comparison) {
@@ -503,6 +504,7 @@ ControlBaseline make_baseline(const ProbeResult& control, bool same_destination)
     baseline.leaf_sha256 = control.chain.leaf ? control.chain.leaf->sha256 : std::string();
     baseline.tls_version = control.observation.tls_version;
     baseline.cipher = control.observation.cipher;
+    baseline.chain_untrusted = control.chain.root_untrusted || control.chain.self_signed_leaf;
     baseline.same_destination = same_destination;
     return baseline;
 }

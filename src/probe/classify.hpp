@@ -8,11 +8,12 @@
 //  - intercepted: the chain contains a known interception key (built-in list, --known-roots, the
 //    local tlsgate CA) or a CA named "tlsgate CA ..." (tlsgate never hides), whether or not it is
 //    trusted; or it ends at a root outside the trust store while the name is expected to be
-//    public (no control, or a control that did not itself show a broken chain); or, with
-//    --connect and a control, it differs from the control's certificate and does not verify.
+//    public (no control, or a control not judged invalid for a chain outside the trust store);
+//    or, with --connect and a control, it differs from the control's certificate and does not
+//    verify.
 //  - invalid: the certificate is broken in a way that is not interception: expired, self-signed
-//    leaf, wrong host on a publicly trusted chain, weak key, an untrusted root shared with a
-//    control whose own chain is broken, ...
+//    leaf, wrong host on a publicly trusted chain, weak key, an untrusted root when the control
+//    is invalid for the same reason, ...
 //  - blocked: the connection was reset or closed, timed out or got an alert right after our
 //    ClientHello, or the proxy refused the CONNECT (403, 451).
 //  - no-tls: the server answered the ClientHello with something that is not TLS.
@@ -78,9 +79,9 @@ struct KnownRootMatch {
 };
 
 struct ChainAssessment {
-    bool verified = false;          // chains to the trust store and every check passed
-    bool root_untrusted = false;    // the chain ends at a root outside the trust store
-    bool self_signed_leaf = false;  // the leaf is its own (untrusted) root
+    bool verified = false;                   // chains to the trust store and every check passed
+    bool root_untrusted = false;             // the chain ends at a root outside the trust store
+    bool self_signed_leaf = false;           // the leaf is its own (untrusted) root
     std::vector<std::string> verify_errors;  // codes of tls::classify_verify_result, in order
     std::string verify_detail;               // OpenSSL's words for the first error
     std::optional<CertificateInfo> leaf;
@@ -102,6 +103,9 @@ struct ControlBaseline {
     std::string leaf_sha256;
     std::string tls_version;
     std::string cipher;
+    // The control's own chain does not reach the trust store (a self-signed or privately issued
+    // certificate the control was not judged intercepted for): the server's PKI is not public.
+    bool chain_untrusted = false;
     // Every name went to the same address (--connect), so the server is the same and any
     // difference in what comes back was caused by the SNI.
     bool same_destination = false;

@@ -227,8 +227,7 @@ void open_tunnel(int fd, const std::string& authority, Clock::time_point deadlin
     }
     const std::string status_line = answer.substr(0, answer.find("\r\n"));
     int status = 0;
-    if (status_line.rfind("HTTP/1.", 0) == 0 && status_line.size() >= 12 &&
-        status_line[8] == ' ') {
+    if (status_line.rfind("HTTP/1.", 0) == 0 && status_line.size() >= 12 && status_line[8] == ' ') {
         for (int i = 9; i < 12 && std::isdigit(static_cast<unsigned char>(status_line[i])); ++i) {
             status = status * 10 + (status_line[i] - '0');
         }
@@ -284,8 +283,8 @@ long record_first_bytes(BIO* bio, int operation, const char* data, std::size_t, 
     }
     auto* trace = reinterpret_cast<HandshakeTrace*>(BIO_get_callback_arg(bio));
     if (result > 0 && processed != nullptr && trace->first_bytes.size() < 64) {
-        trace->first_bytes.append(data, std::min<std::size_t>(*processed,
-                                                              64 - trace->first_bytes.size()));
+        trace->first_bytes.append(
+            data, std::min<std::size_t>(*processed, 64 - trace->first_bytes.size()));
     } else if (result == 0 && !BIO_should_retry(bio)) {  // the peer closed
         trace->end_of_stream = true;
     }
@@ -475,10 +474,12 @@ Observation run_probe(const Target& target, const ProbeSettings& settings, SSL_C
         // how SNI-triggered interception in the path is told apart from the server itself.
         const std::string authority = settings.connect ? settings.connect->text() : target.text();
         open_tunnel(socket.fd(), authority, deadline, seen);
+        if (seen.proxy_status != 0) {
+            seen.timings.proxy_ms = milliseconds_since(proxy_started);
+        }
         if (seen.outcome != Outcome::handshake_done) {
             return seen;
         }
-        seen.timings.proxy_ms = milliseconds_since(proxy_started);
     }
     tls_handshake(socket.fd(), target, settings, context, deadline, seen);
     return seen;
@@ -514,8 +515,8 @@ Result<std::vector<Observation>> observe_all(const std::vector<Target>& targets,
     std::vector<SocketAddress> proxy_addresses;
     if (settings.proxy) {
         if (settings.proxy->host_is_ip) {
-            proxy_addresses.push_back(make_socket_address(
-                *IpAddress::parse(settings.proxy->host), settings.proxy->port));
+            proxy_addresses.push_back(
+                make_socket_address(*IpAddress::parse(settings.proxy->host), settings.proxy->port));
         } else {
             auto resolved = resolve(settings.proxy->host, settings.proxy->port);
             if (!resolved) {

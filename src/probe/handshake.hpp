@@ -21,7 +21,7 @@ struct ProbeSettings {
     std::optional<ProxyUrl> proxy;    // CONNECT name:port (or the --connect address) through it
     // Covers connect, CONNECT and the handshake of one target; DNS is bounded by the resolver.
     std::chrono::milliseconds timeout{10000};
-    int concurrency = 32;  // handshakes in flight
+    int concurrency = 32;                             // handshakes in flight
     std::vector<std::string> alpn{"h2", "http/1.1"};  // what a browser offers
 };
 

@@ -59,8 +59,7 @@ std::vector<KnownRoot> builtin_known_roots() {
         {"cdee9f3305572a677e1a6c82dc1e02a35b11cae6a684338c9f37fe1ac8daec23",
          "eDellRoot (preinstalled on Dell computers, private key public, 2015)", "built-in"},
         {"130ad4e0633521290531b6651f5759b0bc7bc656709ff8f365c2143b0389b6f6",
-         "DSDTestProvider (installed by Dell System Detect, private key public, 2015)",
-         "built-in"},
+         "DSDTestProvider (installed by Dell System Detect, private key public, 2015)", "built-in"},
     };
 }
 

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <string_view>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 namespace tlsgate::probe {
 namespace {
@@ -23,9 +23,9 @@ Json milliseconds(std::optional<double> value) {
 }
 
 Json certificate_json(const CertificateInfo& cert) {
-    return Json{{"subject", cert.subject},         {"issuer", cert.issuer},
-                {"sha256", cert.sha256},           {"spki_sha256", cert.spki_sha256},
-                {"not_before", cert.not_before},   {"not_after", cert.not_after},
+    return Json{{"subject", cert.subject},       {"issuer", cert.issuer},
+                {"sha256", cert.sha256},         {"spki_sha256", cert.spki_sha256},
+                {"not_before", cert.not_before}, {"not_after", cert.not_after},
                 {"dns_names", cert.dns_names}};
 }
 
@@ -67,12 +67,12 @@ Json result_json(const ProbeResult& result) {
         presented.push_back(certificate_json(cert));
     }
     json["chain"] = std::move(presented);
-    json["control_comparison"] = result.comparison
-                                     ? Json{{"same_destination", result.comparison->same_destination},
-                                            {"differs", result.comparison->differs},
-                                            {"fields", result.comparison->fields},
-                                            {"triggered", result.comparison->triggered}}
-                                     : Json(nullptr);
+    json["control_comparison"] =
+        result.comparison ? Json{{"same_destination", result.comparison->same_destination},
+                                 {"differs", result.comparison->differs},
+                                 {"fields", result.comparison->fields},
+                                 {"triggered", result.comparison->triggered}}
+                          : Json(nullptr);
     json["timings_ms"] = Json{{"resolve", milliseconds(seen.timings.resolve_ms)},
                               {"connect", milliseconds(seen.timings.connect_ms)},
                               {"proxy", milliseconds(seen.timings.proxy_ms)},
@@ -170,7 +170,8 @@ std::string render_table(const Report& report) {
     constexpr std::string_view kControlMark = " (control)";
     std::size_t target_width = 7;
     for (const auto* row : rows) {
-        const std::size_t mark = report.control && row == &*report.control ? kControlMark.size() : 0;
+        const std::size_t mark =
+            report.control && row == &*report.control ? kControlMark.size() : 0;
         target_width = std::max(target_width, row->target.text().size() + mark + 2);
     }
     target_width = std::min<std::size_t>(target_width, 48);
@@ -196,13 +197,11 @@ std::string render_table(const Report& report) {
                             : ", SPKI SHA-256 " + chain.root->spki_sha256 + ")") +
                        "\n";
             }
-            if (chain.known_root) {
-                out += continuation + "known interception root: " + chain.known_root->name + "\n";
-            }
         }
         if (row->comparison && row->comparison->differs) {
-            out += continuation + "differs from the control: " + join(row->comparison->fields, ", ") +
-                   (row->comparison->triggered ? " (interception triggered by the SNI)" : "") + "\n";
+            out +=
+                continuation + "differs from the control: " + join(row->comparison->fields, ", ") +
+                (row->comparison->triggered ? " (interception triggered by the SNI)" : "") + "\n";
         }
     }
     std::vector<std::string> counts;
@@ -219,7 +218,7 @@ std::string render_table(const Report& report) {
                join(triggered, ", ") + "\n";
     }
     out += exit_status(report) == 1 ? "TLS interception detected.\n"
-                                     : "No TLS interception detected.\n";
+                                    : "No TLS interception detected.\n";
     return out;
 }
 

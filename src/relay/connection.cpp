@@ -22,6 +22,25 @@ std::string endpoint_text(const tcp::endpoint& endpoint) {
     return host + ":" + std::to_string(endpoint.port());
 }
 
+std::string authority_text(const std::string& host, std::uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool blocked_by_policy(Connection& connection, const std::string& host,
+                       std::optional<IpAddress> address, std::uint16_t port) {
+    const auto decision =
+        connection.worker.shared.policy->decide({host, address, port, connection.client_ip});
+    if (decision.action != policy::Action::block) {
+        return false;
+    }
+    ++connection.worker.counters.blocked;
+    connection.record.action = "block";
+    connection.record.rule = decision.rule_name;
+    connection.record.reason = "blocked by policy";
+    return true;
+}
+
 Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
                        std::string listener)
     : worker(worker_context),

@@ -78,4 +78,12 @@ asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, cons
 
 std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint);
 
+// "host:port", with brackets around an IPv6 literal.
+std::string authority_text(const std::string& host, std::uint16_t port);
+
+// Asks the policy about a proxy request's destination before the tunnel exists (the address is
+// known only once resolved). A block is counted and recorded (action, rule, reason); true then.
+bool blocked_by_policy(Connection& connection, const std::string& host,
+                       std::optional<IpAddress> address, std::uint16_t port);
+
 }  // namespace tlsgate::relay
