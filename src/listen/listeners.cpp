@@ -10,7 +10,10 @@
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
+#include <chrono>
 #include <cstring>
+
+#include <spdlog/spdlog.h>
 
 #include "listen/explicit_proxy.hpp"
 #include "listen/proxy_protocol.hpp"
@@ -149,6 +152,7 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
     std::error_code ignored;
     const tcp::endpoint listener = acceptor.local_endpoint(ignored);
     asio::steady_timer backoff(worker.io);
+    auto last_report = std::chrono::steady_clock::time_point{};
     for (;;) {
         std::error_code error;
         tcp::socket socket =
@@ -157,7 +161,15 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
             co_return;
         }
         if (error) {
-            // Out of descriptors: pause instead of spinning; connections in flight may free some.
+            // Out of descriptors (EMFILE/ENFILE) or memory: pause instead of spinning;
+            // connections in flight may free some. Said once per 10 s, not once per attempt.
+            ++worker.counters.accept_failed;
+            if (const auto now = std::chrono::steady_clock::now();
+                now - last_report > std::chrono::seconds(10)) {
+                last_report = now;
+                spdlog::warn("{}: accept failed ({}); pausing new connections briefly", name,
+                             error.message());
+            }
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, error));
             continue;

@@ -44,6 +44,7 @@ struct SharedState {
 // Every branch a connection can take is counted (exported as metrics by a later stage).
 struct Counters {
     std::uint64_t accepted = 0;
+    std::uint64_t accept_failed = 0;
     std::uint64_t intercepted = 0;
     std::uint64_t passed_through = 0;
     std::uint64_t blocked = 0;
