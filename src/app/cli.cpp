@@ -9,6 +9,9 @@
 
 #include "app/gateway.hpp"
 #include "app/options.hpp"
+#ifdef TLSGATE_WITH_PROBE
+#include "app/probe_command.hpp"
+#endif
 #include "pki/ca.hpp"
 
 namespace tlsgate::app {
@@ -229,6 +232,9 @@ run->callback([&] {
     status = run_gateway(std::move(options));
 });
 
+#ifdef TLSGATE_WITH_PROBE
+add_probe_command(app, status);
+#endif
 try {
     app.parse(argc, argv);
 } catch (const CLI::ParseError& error) {
