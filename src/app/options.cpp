@@ -190,8 +190,9 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
                         auto text = password.value<std::string>();
                         if (!text || user.str().empty() || user.str().size() > 255 ||
                             text->empty() || text->size() > 255) {
-                            return make_error("config: socks5.users: each user needs a password "
-                                              "(1..255 bytes each)");
+                            return make_error(
+                                "config: socks5.users: each user needs a password "
+                                "(1..255 bytes each)");
                         }
                         options.socks5.users.push_back({std::string(user.str()), *text});
                     }
@@ -201,8 +202,7 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
                 }
             }
             // Configuring users means wanting them used, unless said otherwise.
-            options.socks5.allow_no_auth =
-                allow_no_auth.value_or(options.socks5.users.empty());
+            options.socks5.allow_no_auth = allow_no_auth.value_or(options.socks5.users.empty());
         } else if (key == "timeouts") {
             const auto* table = node.as_table();
             if (table == nullptr) {

@@ -30,7 +30,8 @@ struct RunOptions {
     std::string log_level = "info";
     std::vector<std::pair<std::string, IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
     listen::Socks5AuthConfig socks5;
-    bool spoof_source = false;  // tproxy listeners connect upstream from the client's address  // [socks5] users = { name = "password" }, allow_no_auth
+    bool spoof_source = false;  // tproxy listeners connect upstream from the client's address  //
+                                // [socks5] users = { name = "password" }, allow_no_auth
 };
 
 // "name=address" for --resolve and the config's resolve table.

@@ -22,8 +22,8 @@ const char* mode_name(Mode mode) {
 
 std::string ListenSpec::to_string() const {
     const bool v6 = address.find(':') != std::string::npos;
-    return std::string(mode_name(mode)) + (proxy_protocol ? "+proxy" : "") + "@" + (v6 ? "[" + address + "]" : address) + ":" +
-           std::to_string(port);
+    return std::string(mode_name(mode)) + (proxy_protocol ? "+proxy" : "") + "@" +
+           (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
 }
 
 Result<ListenSpec> parse_listen_spec(std::string_view text) {
@@ -46,8 +46,9 @@ Result<ListenSpec> parse_listen_spec(std::string_view text) {
     } else if (mode == "socks5") {
         spec.mode = Mode::socks5;
     } else {
-        return make_error("listener '" + std::string(text) + "': unknown mode '" +
-                          std::string(mode) + "' (explicit, transparent, tproxy, socks5; add +proxy for a PROXY protocol header)");
+        return make_error(
+            "listener '" + std::string(text) + "': unknown mode '" + std::string(mode) +
+            "' (explicit, transparent, tproxy, socks5; add +proxy for a PROXY protocol header)");
     }
     auto rest = text.substr(at + 1);
     const auto colon = rest.rfind(':');

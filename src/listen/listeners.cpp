@@ -57,7 +57,7 @@ asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connectio
     // TPROXY delivers the connection to a socket bound to the destination itself; REDIRECT
     // rewrites the destination and conntrack remembers the original; a load balancer in front
     // says it in the PROXY header.
-    const auto destination = announced                ? announced
+    const auto destination = announced              ? announced
                              : mode == Mode::tproxy ? std::optional<tcp::endpoint>(local)
                                                     : original_destination(connection->client);
     if (error || !destination || *destination == listener ||
@@ -178,7 +178,8 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
         auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
         connection->listener_endpoint = listener;
         connection->spoof_source = spec.mode == Mode::tproxy && worker.shared.spoof_source;
-        asio::co_spawn(worker.io, serve_connection(std::move(connection), spec, listener, socks5_auth),
+        asio::co_spawn(worker.io,
+                       serve_connection(std::move(connection), spec, listener, socks5_auth),
                        asio::detached);
     }
 }

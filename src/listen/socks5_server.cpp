@@ -86,7 +86,8 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
         auto normalized = normalize_hostname(std::get<std::string>(destination.host));
         if (!normalized) {
             record.error = "SOCKS5: invalid host name";
-            co_await send(*connection, Socks5ServerHandshake::reply_for(Socks5Reply::general_failure));
+            co_await send(*connection,
+                          Socks5ServerHandshake::reply_for(Socks5Reply::general_failure));
             co_return;
         }
         host = std::move(*normalized);

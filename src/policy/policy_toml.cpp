@@ -329,8 +329,9 @@ public:
             } else if (key_name == "ports") {
                 outcome = read_ports(value);
             } else {
-                return make_error(where(value) + label() + ": unknown key " + in_quotes(key_name) +
-                                  " (expected name, action, hosts, hosts_file, cidrs, sources, ports)");
+                return make_error(
+                    where(value) + label() + ": unknown key " + in_quotes(key_name) +
+                    " (expected name, action, hosts, hosts_file, cidrs, sources, ports)");
             }
             if (!outcome) {
                 return make_error(outcome.error());
@@ -433,8 +434,7 @@ private:
         return {};
     }
 
-    Result<void> read_cidrs(const toml::node& node, std::string_view key,
-                            std::vector<Cidr>& into) {
+    Result<void> read_cidrs(const toml::node& node, std::string_view key, std::vector<Cidr>& into) {
         auto array = non_empty_array(node, key);
         if (!array) {
             return make_error(array.error());
@@ -448,8 +448,7 @@ private:
             auto cidr = Cidr::parse(text->get());
             if (!cidr) {
                 return make_error(where(element) + label() + ": " + std::string(key) +
-                                  ": invalid CIDR " +
-                                  in_quotes(text->get()) +
+                                  ": invalid CIDR " + in_quotes(text->get()) +
                                   " (expected e.g. \"192.0.2.0/24\" or \"2001:db8::/32\")");
             }
             into.push_back(*cidr);

@@ -173,7 +173,8 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         const std::uint16_t port = url->authority.port;
         const std::string authority = host + ":" + std::to_string(port);
         record.destination = authority;
-        const auto decision = worker.shared.policy->decide({host, std::nullopt, port, connection->client_ip});
+        const auto decision =
+            worker.shared.policy->decide({host, std::nullopt, port, connection->client_ip});
         record.rule = decision.rule_name;
         record.action = policy::to_string(decision.action);
         if (decision.action == policy::Action::block) {

@@ -69,8 +69,8 @@ asio::awaitable<void> splice_one_way(Connection& connection, tcp::socket& from, 
         if (!from.is_open() || !to.is_open()) {
             co_return;
         }
-        const ssize_t in = ::splice(from.native_handle(), nullptr, pipe.write_end(), nullptr,
-                                    kChunk, kFlags);
+        const ssize_t in =
+            ::splice(from.native_handle(), nullptr, pipe.write_end(), nullptr, kChunk, kFlags);
         if (in == 0) {
             std::error_code ignored;
             to.shutdown(tcp::socket::shutdown_send, ignored);
@@ -89,8 +89,8 @@ asio::awaitable<void> splice_one_way(Connection& connection, tcp::socket& from, 
         connection.touch();
         std::size_t left = static_cast<std::size_t>(in);
         while (left > 0) {
-            const ssize_t out = ::splice(pipe.read_end(), nullptr, to.native_handle(), nullptr,
-                                         left, kFlags);
+            const ssize_t out =
+                ::splice(pipe.read_end(), nullptr, to.native_handle(), nullptr, left, kFlags);
             if (out > 0) {
                 left -= static_cast<std::size_t>(out);
                 continue;

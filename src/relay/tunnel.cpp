@@ -139,8 +139,8 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         record.error = "SSL_new: " + pki::last_openssl_error();
         co_return;
     }
-    if (auto configured = tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name,
-                                                      alpn_offer);
+    if (auto configured =
+            tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name, alpn_offer);
         !configured) {
         record.error = configured.error();
         co_await send_fatal_alert(connection, Alert::handshake_failure);

@@ -893,12 +893,11 @@ sources = ["192.0.2.0/24", "2001:db8:2::/48"]
 }
 
 TEST(PolicyToml, SourcesAreValidatedLikeCidrs) {
-    auto bad = parse_policy_toml("[[rules]]\naction = \"block\"\nsources = [\"nope\"]\n",
-                                 "/nonexistent");
+    auto bad =
+        parse_policy_toml("[[rules]]\naction = \"block\"\nsources = [\"nope\"]\n", "/nonexistent");
     ASSERT_FALSE(bad);
     EXPECT_NE(bad.error().find("sources"), std::string::npos) << bad.error();
-    auto empty = parse_policy_toml("[[rules]]\naction = \"block\"\nsources = []\n",
-                                   "/nonexistent");
+    auto empty = parse_policy_toml("[[rules]]\naction = \"block\"\nsources = []\n", "/nonexistent");
     EXPECT_FALSE(empty);
 }
 
