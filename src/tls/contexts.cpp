@@ -3,8 +3,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "common/ip.hpp"
 
@@ -17,6 +19,39 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
+
+// The system store, without SSL_CTX_set_default_verify_paths: in OpenSSL 3.0 that also adds an
+// OSSL_STORE lookup on the certificate directory, which lists the whole directory for every
+// issuer lookup of every full handshake (seen as getdents in profiles). The bundle file is loaded
+// into memory once; the hashed directory stays as a fallback for roots only present as files.
+Result<void> load_system_trust(X509_STORE* store) {
+    const char* file = std::getenv(X509_get_default_cert_file_env());
+    if (file == nullptr || *file == '\0') {
+        file = X509_get_default_cert_file();
+    }
+    const char* directory = std::getenv(X509_get_default_cert_dir_env());
+    if (directory == nullptr || *directory == '\0') {
+        directory = X509_get_default_cert_dir();
+    }
+    bool loaded_any = false;
+    if (access(file, R_OK) == 0) {
+        if (X509_STORE_load_file(store, file) != 1) {
+            return make_error(std::string("cannot load the system trust bundle ") + file + ": " +
+                              pki::last_openssl_error());
+        }
+        loaded_any = true;
+    }
+    if (X509_LOOKUP* lookup = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir());
+        lookup != nullptr && X509_LOOKUP_add_dir(lookup, directory, X509_FILETYPE_PEM) == 1) {
+        loaded_any = true;
+    }
+    ERR_clear_error();
+    if (!loaded_any) {
+        return make_error("no system trust store found (neither " + std::string(file) + " nor " +
+                          directory + ")");
+    }
+    return {};
+}
 
 int mirrored_alpn_index() {
     static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -74,8 +109,10 @@ Result<pki::SslCtxPtr> make_upstream_context(const UpstreamTrust& trust) {
         return make_error(applied.error());
     }
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
-    if (trust.use_system_store && SSL_CTX_set_default_verify_paths(context.get()) != 1) {
-        return make_error("cannot load the system trust store: " + pki::last_openssl_error());
+    if (trust.use_system_store) {
+        if (auto loaded = load_system_trust(SSL_CTX_get_cert_store(context.get())); !loaded) {
+            return make_error(loaded.error());
+        }
     }
     for (const auto& file : trust.extra_ca_files) {
         if (SSL_CTX_load_verify_locations(context.get(), file.c_str(), nullptr) != 1) {
