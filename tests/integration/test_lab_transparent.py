@@ -256,6 +256,7 @@ class TransparentRedirectLab(unittest.TestCase):
         ssl_certificate_key {leaf.key_path};
         location = /proto {{ default_type text/plain; return 200 "$server_protocol\\n"; }}
         location = /whoami {{ default_type text/plain; return 200 "$remote_addr\\n"; }}
+        location /slow/ {{ alias {www}/; limit_rate 256k; }}
         location / {{ root {www}; }}
     }}"""
         conf = os.path.join(cls.dir, "nginx.conf")
@@ -357,8 +358,22 @@ backend gateways
                 self.assertTrue(line["client"].startswith(CLIENT_IP + ":"), line)
                 self.assertTrue(line["proxied_by"].startswith("127.0.0.1:"), line)
                 self.assertEqual(line["destination"], f"{ORIGIN_IP}:{SCALE_ORIGIN_PORT}", line)
-        # One node dies mid-run: new connections keep succeeding through the other.
+        # One node dies mid-run. Downloads in flight on it end at once (none is left hanging),
+        # and new connections keep succeeding through the other node.
+        slow_url = f"https://origin.test:{SCALE_ORIGIN_PORT}/slow/1m.bin"
+        downloads = [subprocess.Popen(
+            in_ns(NS_CLIENT, harness.CURL, "-4", "-sS", "--max-time", "60", "--cacert",
+                  self.ca_path, "-o", "/dev/null", "-w", "%{http_code}", slow_url),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        time.sleep(harness.t(1))
+        started = time.monotonic()
         gateways[0][0].kill()
+        for download in downloads:
+            download.communicate(timeout=harness.t(30))
+        # 1 MiB at 256 KiB/s takes 4 s: the survivor's download completes in about that, and the
+        # dead node's client learns at once; nobody waits for the 60 s limit.
+        self.assertLess(time.monotonic() - started, harness.t(15))
+        self.assertIn(0, [download.returncode for download in downloads])
         failures = 0
         for _ in range(10):
             r = self.curl(url, "-o", "/dev/null", "-w", "%{http_code}", cacert=self.ca_path)
