@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <asio/post.hpp>
@@ -108,6 +109,16 @@ int run_gateway(RunOptions options) {
     relay::SharedState shared;
     shared.timeouts = options.timeouts;
     shared.spoof_source = options.spoof_source;
+    relay::ConnectionLimits limits(options.max_connections, options.max_connections_per_client);
+    if (options.max_connections != 0 || options.max_connections_per_client != 0) {
+        shared.limits = &limits;
+    }
+    // Every connection needs descriptors: use all the hard limit allows (as nginx's
+    // worker_rlimit_nofile does) before running out shows up as refused clients.
+    if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     for (const auto& [name, address] : options.static_hosts) {
         shared.static_hosts[name] = address;
     }

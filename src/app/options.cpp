@@ -140,6 +140,14 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             } else {
                 return make_error("config: 'policy' must be a file name or a [policy] table");
             }
+        } else if (key == "max_connections" || key == "max_connections_per_client") {
+            auto number = node.value<std::int64_t>();
+            if (!number || *number < 0 || *number > 100000000) {
+                return make_error("config: '" + key + "' must be a non-negative integer");
+            }
+            (key == "max_connections" ? options.max_connections
+                                      : options.max_connections_per_client) =
+                static_cast<std::size_t>(*number);
         } else if (key == "workers" || key == "leaf_cache_size" ||
                    key == "shutdown_grace_seconds") {
             auto number = node.value<std::int64_t>();

@@ -30,8 +30,11 @@ struct RunOptions {
     std::string log_level = "info";
     std::vector<std::pair<std::string, IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
     listen::Socks5AuthConfig socks5;
-    bool spoof_source = false;  // tproxy listeners connect upstream from the client's address  //
-                                // [socks5] users = { name = "password" }, allow_no_auth
+    bool spoof_source = false;        // tproxy listeners connect upstream from the client's address
+    std::size_t max_connections = 0;  // 0: unlimited (descriptors are the bound)
+    std::size_t max_connections_per_client =
+        0;  // 0: unlimited  //
+            // [socks5] users = { name = "password" }, allow_no_auth
 };
 
 // "name=address" for --resolve and the config's resolve table.

@@ -174,8 +174,38 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
             co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, error));
             continue;
         }
+        // Limits are checked before any work: a refused connection costs one accept and a close.
+        // Behind a balancer (+proxy) the peer is the balancer, so only the total applies.
+        std::optional<IpAddress> peer;
+        if (const auto remote = socket.remote_endpoint(error); !error) {
+            peer = IpAddress::parse(remote.address().to_string());
+            if (peer) {
+                peer = peer->unmapped();
+            }
+        }
+        const IpAddress* limited_client = spec.proxy_protocol || !peer ? nullptr : &*peer;
+        if (auto* limits = worker.shared.limits; limits != nullptr) {
+            const auto verdict = limits->try_admit(limited_client);
+            if (verdict != relay::ConnectionLimits::Verdict::admitted) {
+                const bool total = verdict == relay::ConnectionLimits::Verdict::total_reached;
+                ++(total ? worker.counters.refused_total_limit
+                         : worker.counters.refused_client_limit);
+                if (const auto now = std::chrono::steady_clock::now();
+                    now - last_report > std::chrono::seconds(10)) {
+                    last_report = now;
+                    spdlog::warn("{}: refusing connections: {} limit reached", name,
+                                 total ? "max_connections" : "max_connections_per_client");
+                }
+                socket.close(error);
+                continue;
+            }
+        }
         socket.set_option(tcp::no_delay(true), error);
         auto connection = std::make_shared<relay::Connection>(worker, std::move(socket), name);
+        connection->admitted = worker.shared.limits != nullptr;
+        if (limited_client != nullptr) {
+            connection->admitted_client = *limited_client;
+        }
         connection->listener_endpoint = listener;
         connection->spoof_source = spec.mode == Mode::tproxy && worker.shared.spoof_source;
         asio::co_spawn(worker.io,

@@ -73,6 +73,9 @@ Connection::~Connection() {
     if (worker.shared.connection_log != nullptr) {
         worker.shared.connection_log->submit(std::move(record));
     }
+    if (admitted && worker.shared.limits != nullptr) {
+        worker.shared.limits->release(admitted_client ? &*admitted_client : nullptr);
+    }
     --worker.open_connections;
 }
 

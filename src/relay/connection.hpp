@@ -44,6 +44,9 @@ public:
     // Connect upstream from the client's own address (TPROXY listeners with spoof_source): the
     // server sees the client, as if no gateway were there.
     bool spoof_source = false;
+    // The admission this connection holds in the shared limits (released when it ends).
+    bool admitted = false;
+    std::optional<IpAddress> admitted_client;
     record::ConnectionRecord record;
 
 private:

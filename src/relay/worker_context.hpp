@@ -15,6 +15,7 @@
 #include "policy/policy.hpp"
 #include "record/connection_log.hpp"
 #include "relay/buffer_pool.hpp"
+#include "relay/connection_limits.hpp"
 #include "tls/session_cache.hpp"
 
 namespace tlsgate::relay {
@@ -39,12 +40,15 @@ struct SharedState {
     // Static name -> address overrides consulted before DNS (labs and tests, like curl --resolve).
     std::unordered_map<std::string, IpAddress> static_hosts;
     bool spoof_source = false;  // applies to tproxy listeners
+    ConnectionLimits* limits = nullptr;
 };
 
 // Every branch a connection can take is counted (exported as metrics by a later stage).
 struct Counters {
     std::uint64_t accepted = 0;
     std::uint64_t accept_failed = 0;
+    std::uint64_t refused_total_limit = 0;
+    std::uint64_t refused_client_limit = 0;
     std::uint64_t intercepted = 0;
     std::uint64_t passed_through = 0;
     std::uint64_t blocked = 0;

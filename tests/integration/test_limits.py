@@ -1,5 +1,6 @@
 """Running out of file descriptors pauses accepting, is logged once, and never kills the gateway."""
 
+import os
 import shutil
 import socket
 import time
@@ -49,6 +50,65 @@ class OutOfDescriptors(unittest.TestCase):
         # Said, but not once per failed attempt (the loop retries every 100 ms).
         self.assertGreaterEqual(reports, 1, harness.tail(self.gw.stderr_path))
         self.assertLessEqual(reports, 3, harness.tail(self.gw.stderr_path))
+
+
+class ConnectionLimits(unittest.TestCase):
+    """max_connections and max_connections_per_client refuse quickly and recover."""
+
+    def start(self, config):
+        self.w = harness.world()
+        path = os.path.join(harness.tempfile.mkdtemp(prefix="tlsgate-limits-"), "tlsgate.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.gw = harness.Gateway(self.w, workers=2, extra_args=["--config", path])
+        self.gw.start()
+
+    def tearDown(self):
+        self.gw.cleanup()
+
+    def refused(self, s):
+        # A refused connection is closed at once, before any request is read.
+        s.settimeout(harness.t(5))
+        try:
+            return s.recv(1) == b""
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def check_limit(self, limit, message):
+        held = [socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+                for _ in range(limit)]
+        try:
+            time.sleep(harness.t(0.3))
+            extra = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+            self.assertTrue(self.refused(extra), "a connection over the limit was kept open")
+            extra.close()
+            for s in held:  # the admitted ones are still being served
+                s.settimeout(0.2)
+                with self.assertRaises(socket.timeout):
+                    s.recv(1)
+        finally:
+            for s in held:
+                s.close()
+        deadline = time.monotonic() + harness.t(10)
+        while True:
+            r = harness.curl(self.gw, f"https://origin.test:{self.w.port('valid')}/1k.bin",
+                             "-o", "/dev/null", "-w", "%{http_code}", timeout=30)
+            if r.stdout == b"200" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.stdout, b"200", r.stderr)
+        with open(self.gw.stderr_path, errors="replace") as f:
+            self.assertIn(message, f.read())
+
+    def test_per_client_limit(self):
+        self.start("max_connections_per_client = 3\n")
+        self.check_limit(3, "max_connections_per_client limit reached")
+
+    def test_total_limit(self):
+        self.start("max_connections = 4\n")
+        self.check_limit(4, "max_connections limit reached")
 
 
 if __name__ == "__main__":
