@@ -13,6 +13,34 @@ namespace tlsgate::listen {
 
 using asio::ip::tcp;
 
+namespace {
+
+// Reads until the request head has a verdict; need_more means the client went away (or timed
+// out). Its own coroutine, so the read buffer is gone once the head is in: a tunnel that then
+// lives for hours does not carry it.
+asio::awaitable<http1::HeadResult<http1::RequestHead>> read_request_head(
+    relay::Connection& connection, std::string& buffer) {
+    std::array<char, 8 * 1024> chunk;
+    for (;;) {
+        auto request = http1::parse_request_head(buffer);
+        if (request.status != http1::ParseStatus::need_more) {
+            co_return request;
+        }
+        std::error_code error;
+        const std::size_t n = co_await connection.client.async_read_some(
+            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+        if (error) {
+            if (!buffer.empty() && connection.timed_out_phase() == nullptr) {
+                connection.record.error = "client closed inside the request head";
+            }
+            co_return request;
+        }
+        buffer.append(chunk.data(), n);
+    }
+}
+
+}  // namespace
+
 asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connection,
                                      std::string already_read) {
     auto& worker = connection->worker;
@@ -21,23 +49,9 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
     connection->arm_timeout(worker.shared.timeouts.request_head, "request_head");
 
     std::string buffer = std::move(already_read);
-    std::array<char, 8 * 1024> chunk;
-    http1::HeadResult<http1::RequestHead> request;
-    for (;;) {
-        request = http1::parse_request_head(buffer);
-        if (request.status != http1::ParseStatus::need_more) {
-            break;
-        }
-        std::error_code error;
-        const std::size_t n = co_await connection->client.async_read_some(
-            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
-        if (error) {
-            if (!buffer.empty() && connection->timed_out_phase() == nullptr) {
-                record.error = "client closed inside the request head";
-            }
-            co_return;
-        }
-        buffer.append(chunk.data(), n);
+    const auto request = co_await read_request_head(*connection, buffer);
+    if (request.status == http1::ParseStatus::need_more) {
+        co_return;
     }
     if (request.status == http1::ParseStatus::error) {
         ++worker.counters.bad_request;
