@@ -9,70 +9,15 @@
 #include <vector>
 
 #include "policy/policy.hpp"
+#include "policy_reference.hpp"
 
 using namespace tlsgate;
 using namespace tlsgate::policy;
 
 namespace {
 
-bool scan_pattern_matches(std::string_view pattern, std::string_view host) {
-    if (host.empty()) {
-        return false;
-    }
-    if (pattern == "*") {
-        return true;
-    }
-    const auto is_strict_subdomain = [&](std::string_view name) {
-        return host.size() > name.size() + 1 && host.ends_with(name) &&
-               host[host.size() - name.size() - 1] == '.';
-    };
-    if (pattern.starts_with("*.")) {
-        return is_strict_subdomain(pattern.substr(2));
-    }
-    if (pattern.starts_with(".")) {
-        return host == pattern.substr(1) || is_strict_subdomain(pattern.substr(1));
-    }
-    return host == pattern;
-}
-
-// The policy reads a network in the IPv4-mapped form as the IPv4 network.
-bool scan_cidr_contains(const Cidr& cidr, const IpAddress& address) {
-    const IpAddress network = cidr.network.unmapped();
-    if (!network.is_v6 && cidr.prefix_length >= 96) {
-        return Cidr{network, cidr.prefix_length - 96}.contains(address);
-    }
-    return cidr.contains(address);
-}
-
 int scan_decide(const std::vector<Rule>& rules, const Query& query) {
-    for (std::size_t i = 0; i < rules.size(); ++i) {
-        const Rule& rule = rules[i];
-        const bool host_ok =
-            rule.hosts.empty() ||
-            std::any_of(rule.hosts.begin(), rule.hosts.end(), [&](const std::string& pattern) {
-                return scan_pattern_matches(pattern, query.host);
-            });
-        const bool port_ok =
-            rule.ports.empty() ||
-            std::any_of(rule.ports.begin(), rule.ports.end(),
-                        [&](const PortRange& range) { return range.contains(query.port); });
-        const bool address_ok =
-            rule.cidrs.empty() ||
-            (query.destination &&
-             std::any_of(rule.cidrs.begin(), rule.cidrs.end(), [&](const Cidr& cidr) {
-                 return scan_cidr_contains(cidr, *query.destination);
-             }));
-        const bool source_ok =
-            rule.sources.empty() ||
-            (query.source &&
-             std::any_of(rule.sources.begin(), rule.sources.end(), [&](const Cidr& cidr) {
-                 return scan_cidr_contains(cidr, *query.source);
-             }));
-        if (host_ok && port_ok && address_ok && source_ok) {
-            return static_cast<int>(i);
-        }
-    }
-    return -1;
+    return reference::decide(rules, query);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "policy/policy.hpp"
+#include "policy_reference.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -390,52 +391,10 @@ TEST(PolicyCompile, InvalidPortRangeIsAnError) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A reference matcher (a plain scan of the rules) to check the index against.
-
-bool reference_pattern_matches(std::string_view pattern, std::string_view host) {
-    if (host.empty()) {
-        return false;
-    }
-    if (pattern == "*") {
-        return true;
-    }
-    const auto is_strict_subdomain = [&](std::string_view name) {
-        return host.size() > name.size() + 1 && host.ends_with(name) &&
-               host[host.size() - name.size() - 1] == '.';
-    };
-    if (pattern.starts_with("*.")) {
-        return is_strict_subdomain(pattern.substr(2));
-    }
-    if (pattern.starts_with(".")) {
-        return host == pattern.substr(1) || is_strict_subdomain(pattern.substr(1));
-    }
-    return host == pattern;
-}
+// The compiled matcher against the reference scan (tests/support/policy_reference.hpp).
 
 int reference_decide(const std::vector<Rule>& rules, const Query& query) {
-    for (std::size_t i = 0; i < rules.size(); ++i) {
-        const Rule& rule = rules[i];
-        bool matches = true;
-        if (!rule.hosts.empty()) {
-            matches = std::any_of(rule.hosts.begin(), rule.hosts.end(), [&](const auto& pattern) {
-                return reference_pattern_matches(pattern, query.host);
-            });
-        }
-        if (matches && !rule.ports.empty()) {
-            matches =
-                std::any_of(rule.ports.begin(), rule.ports.end(),
-                            [&](const PortRange& range) { return range.contains(query.port); });
-        }
-        if (matches && !rule.cidrs.empty()) {
-            matches = query.destination &&
-                      std::any_of(rule.cidrs.begin(), rule.cidrs.end(),
-                                  [&](const Cidr& c) { return c.contains(*query.destination); });
-        }
-        if (matches) {
-            return static_cast<int>(i);
-        }
-    }
-    return -1;
+    return reference::decide(rules, query);
 }
 
 TEST(PolicyDecide, AgreesWithAPlainScanOnRandomPolicies) {
