@@ -498,7 +498,7 @@ std::string hex(const unsigned char* bytes, std::size_t length, bool upper_with_
     return text;
 }
 
-std::string one_line_name(const X509_NAME* name) {
+std::string name_on_one_line(const X509_NAME* name) {
     BioPtr bio(BIO_new(BIO_s_mem()));
     // RFC 2253, but UTF-8 kept as is rather than escaped byte by byte, so names read naturally.
     if (!bio ||
@@ -515,6 +515,10 @@ std::string time_text(const ASN1_TIME* time) {
 }
 
 }  // namespace
+
+std::string one_line_name(const X509_NAME* name) {
+    return name_on_one_line(name);
+}
 
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
                                        int validity_days) {
@@ -684,8 +688,8 @@ std::optional<std::string> key_file_permission_warning(const std::filesystem::pa
 
 CertificateSummary summarize(X509* cert) {
     CertificateSummary summary;
-    summary.subject = one_line_name(X509_get_subject_name(cert));
-    summary.issuer = one_line_name(X509_get_issuer_name(cert));
+    summary.subject = name_on_one_line(X509_get_subject_name(cert));
+    summary.issuer = name_on_one_line(X509_get_issuer_name(cert));
     summary.not_before = time_text(X509_get0_notBefore(cert));
     summary.not_after = time_text(X509_get0_notAfter(cert));
     unsigned char digest[EVP_MAX_MD_SIZE];

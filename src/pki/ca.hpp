@@ -52,6 +52,8 @@ struct CertificateSummary {
     std::string spki_sha256;         // lower-case hex, no colons (as FACTS.md and browsers list)
 };
 CertificateSummary summarize(X509* cert);
+// A name on one line, RFC 2253 order with UTF-8 kept readable (what summarize() uses).
+std::string one_line_name(const X509_NAME* name);
 
 enum class ExportFormat { pem, der, p12 };
 // The certificate only, never the key. p12 is a certificate-only PKCS#12 with an empty password

@@ -189,12 +189,10 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         ++worker.counters.upstream_resumed;
     }
     const std::string fingerprint = pki::sha256_fingerprint_hex(upstream_cert);
-    {
-        const auto summary = pki::summarize(upstream_cert);
-        record.upstream_subject = summary.subject;
-        record.upstream_issuer = summary.issuer;
-        record.upstream_sha256 = fingerprint;
-    }
+    // Only what the record shows: summarize() would hash and format again on every connection.
+    record.upstream_subject = pki::one_line_name(X509_get_subject_name(upstream_cert));
+    record.upstream_issuer = pki::one_line_name(X509_get_issuer_name(upstream_cert));
+    record.upstream_sha256 = fingerprint;
     // An interceptor that trusted its own CA upstream would launder its own forgeries.
     if (!resumed && pki::spki_sha256_hex(sk_X509_value(chain, sk_X509_num(chain) - 1)) ==
                         worker.shared.ca_spki_sha256) {
