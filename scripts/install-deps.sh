@@ -11,7 +11,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and tools for the tests
   openssl ca-certificates curl nginx-light haproxy python3 python3-cryptography iproute2 iptables
-  procps
+  procps tshark tcpdump python3-websockets chromium sslscan
 )
 
 missing=()

@@ -1,0 +1,69 @@
+#include "inspect/body_recorder.hpp"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+
+namespace tlsgate::inspect {
+
+struct BodyRecorder::HashState {
+    EVP_MD_CTX* context = EVP_MD_CTX_new();
+    ~HashState() { EVP_MD_CTX_free(context); }
+};
+
+namespace {
+// Fetched once: OpenSSL 3 would otherwise look the algorithm up on every body.
+const EVP_MD* sha256() {
+    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+    return md;
+}
+}  // namespace
+
+BodyRecorder::BodyRecorder() : hash_(std::make_unique<HashState>()) {}
+BodyRecorder::~BodyRecorder() = default;
+BodyRecorder::BodyRecorder(BodyRecorder&&) noexcept = default;
+BodyRecorder& BodyRecorder::operator=(BodyRecorder&&) noexcept = default;
+
+void BodyRecorder::start(std::size_t capture_limit) {
+    EVP_DigestInit_ex(hash_->context, sha256(), nullptr);
+    size_ = 0;
+    capture_limit_ = capture_limit;
+    captured_.clear();
+    truncated_ = false;
+    started_ = true;
+}
+
+void BodyRecorder::add(std::span<const char> payload) {
+    if (!started_) start(0);
+    if (payload.empty()) return;
+    EVP_DigestUpdate(hash_->context, payload.data(), payload.size());
+    size_ += payload.size();
+    if (captured_.size() < capture_limit_) {
+        const std::size_t room = capture_limit_ - captured_.size();
+        const std::size_t take = payload.size() < room ? payload.size() : room;
+        captured_.append(payload.data(), take);
+        if (take < payload.size()) truncated_ = true;
+    } else if (capture_limit_ > 0) {
+        truncated_ = true;
+    }
+}
+
+void BodyRecorder::finish_into(BodySummary& summary) {
+    if (!started_) start(0);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(hash_->context, digest, &length);
+    static constexpr char kHex[] = "0123456789abcdef";
+    summary.sha256.resize(length * 2);
+    for (unsigned int i = 0; i < length; ++i) {
+        summary.sha256[2 * i] = kHex[digest[i] >> 4];
+        summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
+    }
+    summary.size = size_;
+    summary.captured = std::move(captured_);
+    summary.capture_truncated = truncated_;
+    captured_.clear();
+    started_ = false;
+}
+
+}  // namespace tlsgate::inspect

@@ -1,0 +1,35 @@
+#pragma once
+// Streams a body's payload into its BodySummary: size and SHA-256 always, the first bytes only
+// when capture is on. Holds one hash context, never the body.
+#include <memory>
+#include <span>
+
+#include "inspect/exchange.hpp"
+
+namespace tlsgate::inspect {
+
+class BodyRecorder {
+public:
+    BodyRecorder();
+    ~BodyRecorder();
+    BodyRecorder(BodyRecorder&&) noexcept;
+    BodyRecorder& operator=(BodyRecorder&&) noexcept;
+
+    // Starts a new body; `capture_limit` 0 captures nothing.
+    void start(std::size_t capture_limit);
+    void add(std::span<const char> payload);
+    // Writes size, sha256 and the captured bytes into `summary` (type and encoding are left to
+    // the caller, who knows the headers). The recorder can then start again.
+    void finish_into(BodySummary& summary);
+
+private:
+    struct HashState;
+    std::unique_ptr<HashState> hash_;
+    std::uint64_t size_ = 0;
+    std::size_t capture_limit_ = 0;
+    std::string captured_;
+    bool truncated_ = false;
+    bool started_ = false;
+};
+
+}  // namespace tlsgate::inspect
