@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 ARGS        ?=
 FUZZ_SECONDS ?= 15
 
-.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean
+.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean install
 
 all: build
 
@@ -68,6 +68,17 @@ bench: build
 
 bench-lab: build
 	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate ../shared/bench/run.sh -g direct,nginx-term,tlsgate,sslsplit,mitmproxy,squid
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# The binary, the systemd unit and an example config (an existing config is never overwritten).
+install: build
+	install -D -m 0755 $(BUILD)/tlsgate $(DESTDIR)$(PREFIX)/bin/tlsgate
+	install -D -m 0644 packaging/tlsgate.service $(DESTDIR)/etc/systemd/system/tlsgate.service
+	install -d -m 0755 $(DESTDIR)/etc/tlsgate
+	[ -e $(DESTDIR)/etc/tlsgate/config.toml ] || \
+	  install -m 0644 packaging/config.toml $(DESTDIR)/etc/tlsgate/config.toml
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/tlsgate/README.md
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

@@ -7,8 +7,9 @@
 #include <fstream>
 #include <iostream>
 
-#include "app/gateway.hpp"
+#include "app/flows_command.hpp"
 #include "app/options.hpp"
+#include "app/run_command.hpp"
 #ifdef TLSGATE_WITH_PROBE
 #include "app/probe_command.hpp"
 #endif
@@ -151,87 +152,9 @@ int run_cli(int argc, char** argv) {
     import->callback([&] { status = ca_import(ca_dir, import_cert, import_key, force);
 });
 
-// --- run ---
-auto* run = app.add_subcommand("run", "Run the gateway");
-std::string config_file;
-std::vector<std::string> listen_flags;
-std::string ca_dir_flag, data_dir_flag, policy_flag, log_flag, log_level_flag;
-std::vector<std::string> upstream_ca_flags;
-int workers_flag = -1;
-bool no_system_trust = false;
-run->add_option("--config", config_file, "TOML config file")->check(CLI::ExistingFile);
-run->add_option("--listen", listen_flags,
-                "MODE@ADDR:PORT, repeatable (default explicit@127.0.0.1:8080)");
-run->add_option("--ca-dir", ca_dir_flag, "CA directory (default: the data dir)");
-run->add_option("--upstream-ca", upstream_ca_flags,
-                "Extra PEM bundle to trust upstream, repeatable (added to the system store)");
-run->add_flag("--no-system-trust", no_system_trust,
-              "Trust only --upstream-ca bundles upstream, not the system store");
-run->add_option("--policy", policy_flag, "Policy TOML file (default: intercept everything)")
-    ->check(CLI::ExistingFile);
-run->add_option("--data-dir", data_dir_flag, "Data directory (default ~/.local/share/tlsgate)");
-run->add_option("--workers", workers_flag, "Worker threads (default: CPU cores)")
-    ->check(CLI::Range(1, 1024));
-run->add_option("--log", log_flag, "Connection log file (default DATA_DIR/connections.jsonl)");
-run->add_option("--log-level", log_level_flag, "trace, debug, info, warn, error");
-std::vector<std::string> resolve_flags;
-run->add_option("--resolve", resolve_flags,
-                "NAME=ADDRESS: connect to ADDRESS for NAME instead of asking DNS, repeatable");
-run->callback([&] {
-    RunOptions options;
-    if (!config_file.empty()) {
-        if (auto applied = apply_config_file(config_file, options); !applied) {
-            status = fail(applied.error());
-            return;
-        }
-    }
-    if (!listen_flags.empty()) {
-        options.listeners.clear();
-        for (const auto& text : listen_flags) {
-            auto spec = listen::parse_listen_spec(text);
-            if (!spec) {
-                status = fail(spec.error());
-                return;
-            }
-            options.listeners.push_back(*spec);
-        }
-    }
-    if (!data_dir_flag.empty()) {
-        options.data_dir = data_dir_flag;
-    }
-    if (!ca_dir_flag.empty()) {
-        options.ca_dir = ca_dir_flag;
-    }
-    for (const auto& file : upstream_ca_flags) {
-        options.upstream_ca_files.push_back(file);
-    }
-    if (no_system_trust) {
-        options.system_trust = false;
-    }
-    if (!policy_flag.empty()) {
-        options.policy_file = policy_flag;
-        options.inline_policy.reset();
-    }
-    if (workers_flag > 0) {
-        options.workers = workers_flag;
-    }
-    if (!log_flag.empty()) {
-        options.connection_log = log_flag;
-    }
-    for (const auto& text : resolve_flags) {
-        auto entry = parse_static_host(text);
-        if (!entry) {
-            status = fail(entry.error());
-            return;
-        }
-        options.static_hosts.push_back(*entry);
-    }
-    if (!log_level_flag.empty()) {
-        options.log_level = log_level_flag;
-    }
-    status = run_gateway(std::move(options));
-});
-
+add_run_command(app, status);
+add_check_config_command(app, status);
+add_flows_command(app, status);
 #ifdef TLSGATE_WITH_PROBE
 add_probe_command(app, status);
 #endif

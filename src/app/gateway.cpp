@@ -11,12 +11,17 @@
 #include <chrono>
 #include <thread>
 
+#include "app/metrics.hpp"
+#include "app/privileges.hpp"
+#include "app/recording.hpp"
 #include "listen/listeners.hpp"
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
 #include "record/connection_log.hpp"
+#include "relay/portal_answer.hpp"
 #include "relay/worker_context.hpp"
 #include "tls/contexts.hpp"
+#include "tls/key_log.hpp"
 
 namespace tlsgate::app {
 namespace {
@@ -43,8 +48,9 @@ Result<pki::CertificateAuthority> load_or_create_ca(const std::filesystem::path&
         spdlog::info("created a new CA for this installation in {}", dir.string());
         return ca;
     }
-    if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
-        spdlog::warn("{}", *warning);
+    // A key others can read is a key others may have copied: refuse rather than intercept with it.
+    if (auto problem = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
+        return make_error("refusing to start: " + *problem);
     }
     return pki::load_ca(dir);
 }
@@ -63,7 +69,8 @@ Result<std::shared_ptr<const policy::Policy>> load_policy(const RunOptions& opti
     return policy::Policy::intercept_all();
 }
 
-Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& options) {
+Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& options,
+                            tls::KeyLogSink* key_log) {
     auto upstream = tls::make_upstream_context({options.system_trust, options.upstream_ca_files});
     if (!upstream) {
         return make_error(upstream.error());
@@ -80,23 +87,78 @@ Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& opti
     worker.upstream_sessions.attach(worker.upstream_context.get());
     worker.client_context = std::move(*client);
     worker.leaf_key = std::move(*leaf_key);
+    if (key_log != nullptr) {
+        tls::enable_key_log(worker.upstream_context.get(), key_log);
+        tls::enable_key_log(worker.client_context.get(), key_log);
+    }
     return {};
 }
 
-void add_counters(relay::Counters& total, const relay::Counters& part) {
-    total.accepted += part.accepted;
-    total.intercepted += part.intercepted;
-    total.passed_through += part.passed_through;
-    total.blocked += part.blocked;
-    total.upstream_verify_failed += part.upstream_verify_failed;
-    total.leaves_minted += part.leaves_minted;
-    total.leaf_cache_hits += part.leaf_cache_hits;
-    total.upstream_resumed += part.upstream_resumed;
+std::string portal_banner(const std::vector<listen::ListenSpec>& listeners) {
+    std::string text;
+    for (const auto& spec : listeners) {
+        if (spec.mode == listen::Mode::portal) {
+            const bool v6 = spec.address.find(':') != std::string::npos;
+            text += "  portal: http://" + (v6 ? "[" + spec.address + "]" : spec.address) + ":" +
+                    std::to_string(spec.port) + "/ (also /metrics, /healthz)\n";
+        }
+    }
+    return text + "  install page through the proxy: http://" +
+           std::string(relay::kPortalHostName) + "/\n";
+}
+
+// SIGHUP: the config and policy are read again and handed to every worker on its own thread.
+// Listeners, the data dir and the CA stay as they are (they need a restart, which the log says).
+void reload(const std::function<Result<RunOptions>()>& read_options,
+            std::vector<std::unique_ptr<relay::WorkerContext>>& workers,
+            std::atomic<std::uint64_t>& reloads_ok, std::atomic<std::uint64_t>& reloads_failed) {
+    if (!read_options) {
+        spdlog::warn("SIGHUP: nothing to reload from");
+        return;
+    }
+    auto options = read_options();
+    if (!options) {
+        ++reloads_failed;
+        spdlog::error("reload rejected, the running configuration stays: {}", options.error());
+        return;
+    }
+    apply_defaults(*options);
+    auto policy = load_policy(*options);
+    if (!policy) {
+        ++reloads_failed;
+        spdlog::error("reload rejected, the running configuration stays: policy: {}",
+                      policy.error());
+        return;
+    }
+    std::shared_ptr<const policy::Policy> shared_policy = std::move(*policy);
+    for (auto& worker : workers) {
+        asio::post(worker->io, [&worker = *worker, shared_policy, timeouts = options->timeouts] {
+            worker.policy = shared_policy;
+            worker.timeouts = timeouts;
+        });
+    }
+    ++reloads_ok;
+    spdlog::info(
+        "reloaded: new connections use the new policy and timeouts; open connections "
+        "continue (listeners, data dir, CA and recording change only with a restart)");
 }
 
 }  // namespace
 
-int run_gateway(RunOptions options) {
+Result<std::string> check_options(RunOptions options) {
+    apply_defaults(options);
+    auto policy = load_policy(options);
+    if (!policy) {
+        return make_error("policy: " + policy.error());
+    }
+    std::string listening;
+    for (const auto& spec : options.listeners) {
+        listening += (listening.empty() ? "" : ", ") + spec.to_string();
+    }
+    return "configuration OK: " + listening;
+}
+
+int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_options) {
     apply_defaults(options);
     // Standard output carries the banner only; operational messages go to standard error.
     spdlog::set_default_logger(spdlog::stderr_color_mt("tlsgate"));
@@ -107,7 +169,6 @@ int run_gateway(RunOptions options) {
                                  std::filesystem::perm_options::replace, error);
 
     relay::SharedState shared;
-    shared.timeouts = options.timeouts;
     shared.spoof_source = options.spoof_source;
     relay::ConnectionLimits limits(options.max_connections, options.max_connections_per_client);
     if (options.max_connections != 0 || options.max_connections_per_client != 0) {
@@ -134,7 +195,7 @@ int run_gateway(RunOptions options) {
         spdlog::error("policy: {}", policy.error());
         return 1;
     }
-    shared.policy = std::move(*policy);
+    std::shared_ptr<const policy::Policy> initial_policy = std::move(*policy);
     auto connection_log = record::ConnectionLog::open(
         options.connection_log, 65536,
         [](const std::string& message) { spdlog::warn("{}", message); });
@@ -143,12 +204,28 @@ int run_gateway(RunOptions options) {
         return 1;
     }
     shared.connection_log = connection_log->get();
+    auto recorders = Recorders::start(options.record);
+    if (!recorders) {
+        spdlog::error("{}", recorders.error());
+        return 1;
+    }
+    shared.recording = (*recorders)->recording();
+    auto portal_assets = relay::PortalAssets::build(
+        shared.ca, {options.portal_operator, options.portal_contact, options.portal_notice});
+    if (!portal_assets) {
+        spdlog::error("{}", portal_assets.error());
+        return 1;
+    }
+    shared.portal = portal_assets->get();
+    std::atomic<std::uint64_t> reloads_ok{0};
+    std::atomic<std::uint64_t> reloads_failed{0};
 
     // Signals are taken by sigwait on this thread only; workers never see them.
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -159,7 +236,10 @@ int run_gateway(RunOptions options) {
     std::vector<std::unique_ptr<listen::WorkerListeners>> listeners;
     for (int i = 0; i < worker_count; ++i) {
         auto worker = std::make_unique<relay::WorkerContext>(i, shared, options.leaf_cache_size);
-        if (auto prepared = prepare_worker(*worker, options); !prepared) {
+        worker->policy = initial_policy;
+        worker->timeouts = options.timeouts;
+        if (auto prepared = prepare_worker(*worker, options, (*recorders)->key_log_sink());
+            !prepared) {
             spdlog::error("{}", prepared.error());
             return 1;
         }
@@ -170,6 +250,23 @@ int run_gateway(RunOptions options) {
         }
         listeners.push_back(std::move(*bound));
         workers.push_back(std::move(worker));
+    }
+
+    MetricsSources metrics{
+        &workers,    connection_log->get(), (*recorders)->flows(), (*recorders)->pcap(),
+        &reloads_ok, &reloads_failed};
+    (*portal_assets)->render_metrics = [&metrics] { return render_metrics(metrics); };
+    bool keeps_net_admin = false;
+    for (const auto& spec : options.listeners) {
+        keeps_net_admin |= spec.mode == listen::Mode::tproxy && options.spoof_source;
+    }
+    if (auto dropped = drop_privileges({options.user,
+                                        keeps_net_admin,
+                                        {options.data_dir, options.connection_log.parent_path(),
+                                         options.record.db.parent_path()}});
+        !dropped) {
+        spdlog::error("{}", dropped.error());
+        return 1;
     }
 
     std::atomic<int> running{worker_count};
@@ -198,10 +295,13 @@ int run_gateway(RunOptions options) {
     std::printf(
         "tlsgate %s listening on %s with %d worker%s\n"
         "  CA certificate: %s (SHA-256 %s)\n"
-        "  connection log: %s\n",
+        "  connection log: %s\n"
+        "  flow records: %s\n"
+        "%s",
         TLSGATE_VERSION_STRING, listening.c_str(), worker_count, worker_count == 1 ? "" : "s",
         (options.ca_dir / pki::kCaCertFile).c_str(), summary.sha256_fingerprint.c_str(),
-        options.connection_log.c_str());
+        options.connection_log.c_str(), (*recorders)->describe().c_str(),
+        portal_banner(options.listeners).c_str());
     for (const auto& spec : options.listeners) {
         if (spec.mode == listen::Mode::explicit_proxy) {
             std::printf("  try: curl --proxy http://%s:%u --cacert %s https://example.com/\n",
@@ -211,9 +311,17 @@ int run_gateway(RunOptions options) {
         }
     }
     std::fflush(stdout);
+    (*portal_assets)->ready = true;
 
     int signal_number = 0;
-    sigwait(&signals, &signal_number);
+    for (;;) {
+        sigwait(&signals, &signal_number);
+        if (signal_number != SIGHUP) {
+            break;
+        }
+        reload(read_options, workers, reloads_ok, reloads_failed);
+    }
+    (*portal_assets)->ready = false;
     spdlog::info("signal {}: no longer accepting; letting open connections finish for {} s",
                  signal_number, options.shutdown_grace_seconds);
     for (int i = 0; i < worker_count; ++i) {
@@ -236,20 +344,40 @@ int run_gateway(RunOptions options) {
     for (auto& thread : threads) {
         thread.join();
     }
-    relay::Counters total;
-    for (auto& worker : workers) {
-        add_counters(total, worker->counters);
-    }
+    const auto sum = [&workers](auto pick) {
+        std::uint64_t value = 0;
+        for (const auto& worker : workers)
+            value += pick(worker->counters).get();
+        return value;
+    };
+    using relay::Counter;
+    using relay::Counters;
+    const auto accepted = sum([](const Counters& c) -> const Counter& { return c.accepted; });
+    const auto intercepted = sum([](const Counters& c) -> const Counter& { return c.intercepted; });
+    const auto passed = sum([](const Counters& c) -> const Counter& { return c.passed_through; });
+    const auto blocked = sum([](const Counters& c) -> const Counter& { return c.blocked; });
+    const auto rejected =
+        sum([](const Counters& c) -> const Counter& { return c.upstream_verify_failed; });
+    const auto minted = sum([](const Counters& c) -> const Counter& { return c.leaves_minted; });
+    const auto cache_hits =
+        sum([](const Counters& c) -> const Counter& { return c.leaf_cache_hits; });
+    const auto resumed =
+        sum([](const Counters& c) -> const Counter& { return c.upstream_resumed; });
+    const auto not_dissected =
+        sum([](const Counters& c) -> const Counter& { return c.dissection_failed; });
     listeners.clear();
     workers.clear();  // closes what was still open; their records reach the log
     (*connection_log)->close();
+    (*recorders)->close();
+    const auto* flows = (*recorders)->flows();
     spdlog::info(
         "stopped: {} connections ({} intercepted, {} passed through, {} blocked, {} upstream "
         "certificates rejected), {} leaves minted, {} leaf cache hits, {} upstream sessions "
-        "resumed, {} log records dropped",
-        total.accepted, total.intercepted, total.passed_through, total.blocked,
-        total.upstream_verify_failed, total.leaves_minted, total.leaf_cache_hits,
-        total.upstream_resumed, (*connection_log)->dropped());
+        "resumed, {} log records dropped, {} flows recorded ({} dropped), {} connections not "
+        "dissected (malformed HTTP)",
+        accepted, intercepted, passed, blocked, rejected, minted, cache_hits, resumed,
+        (*connection_log)->dropped(), flows ? flows->written() : 0, flows ? flows->dropped() : 0,
+        not_dissected);
     return 0;
 }
 

@@ -1,8 +1,11 @@
 #include "app/options.hpp"
 
 #include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 
 #include "common/hostname.hpp"
@@ -61,6 +64,67 @@ Result<void> apply_timeouts(const toml::table& table, relay::Timeouts& timeouts)
             timeouts.idle = value;
         } else {
             return make_error("config: unknown key timeouts." + std::string(key.str()));
+        }
+    }
+    return {};
+}
+
+Result<void> apply_record(
+    const toml::table& table, RecordOptions& record,
+    const std::function<std::filesystem::path(const std::string&)>& relative) {
+    for (const auto& [key_node, node] : table) {
+        const std::string key(key_node.str());
+        const std::string where = "config: record." + key;
+        if (key == "sinks" || key == "redact_headers") {
+            auto values = string_list(node, "record." + key);
+            if (!values) {
+                return make_error(values.error());
+            }
+            if (key == "sinks") {
+                for (const auto& sink : *values) {
+                    if (sink != "sqlite" && sink != "jsonl") {
+                        return make_error(where + ": unknown sink '" + sink + "' (sqlite, jsonl)");
+                    }
+                }
+                record.sinks = *values;
+            } else {
+                record.redact_headers.clear();
+                for (auto name : *values) {
+                    for (auto& c : name)
+                        c = static_cast<char>(std::tolower(c));
+                    record.redact_headers.push_back(name);
+                }
+            }
+        } else if (key == "db" || key == "jsonl" || key == "key_log" || key == "pcap") {
+            auto text = node.value<std::string>();
+            if (!text || text->empty()) {
+                return make_error(where + " must be a file name");
+            }
+            (key == "db"      ? record.db
+             : key == "jsonl" ? record.jsonl
+             : key == "pcap"  ? record.pcap
+                              : record.key_log) = relative(*text);
+        } else if (key == "capture_bodies") {
+            auto flag = node.value<bool>();
+            if (!flag) {
+                return make_error(where + " must be true or false");
+            }
+            record.capture_bodies = *flag;
+        } else if (key == "body_capture_limit" || key == "queue_capacity" ||
+                   key == "writer_delay_ms") {
+            auto number = node.value<std::int64_t>();
+            if (!number || *number < 0 || *number > (std::int64_t{1} << 32)) {
+                return make_error(where + " must be a non-negative integer");
+            }
+            if (key == "body_capture_limit") {
+                record.body_capture_limit = static_cast<std::size_t>(*number);
+            } else if (key == "queue_capacity") {
+                record.queue_capacity = std::max<std::size_t>(1, *number);
+            } else {
+                record.writer_delay_ms = static_cast<int>(std::min<std::int64_t>(*number, 60000));
+            }
+        } else {
+            return make_error("config: unknown key record." + key);
         }
     }
     return {};
@@ -161,6 +225,34 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             } else {
                 options.shutdown_grace_seconds = static_cast<int>(*number);
             }
+        } else if (key == "user") {
+            auto text = node.value<std::string>();
+            if (!text || text->empty()) {
+                return make_error("config: 'user' must be a user name");
+            }
+            options.user = *text;
+        } else if (key == "portal") {
+            const auto* table = node.as_table();
+            if (table == nullptr) {
+                return make_error("config: 'portal' must be a table");
+            }
+            for (const auto& [portal_key, value] : *table) {
+                auto text = value.value<std::string>();
+                const std::string name(portal_key.str());
+                if (!text || text->size() > 4096) {
+                    return make_error("config: portal." + name + " must be a string (4 KiB max)");
+                }
+                if (name == "operator") {
+                    options.portal_operator = *text;
+                } else if (name == "contact") {
+                    options.portal_contact = *text;
+                } else if (name == "notice") {
+                    options.portal_notice = *text;
+                } else {
+                    return make_error("config: unknown key portal." + name +
+                                      " (operator, contact, notice)");
+                }
+            }
         } else if (key == "log_level") {
             auto text = node.value<std::string>();
             if (!text) {
@@ -211,6 +303,14 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             }
             // Configuring users means wanting them used, unless said otherwise.
             options.socks5.allow_no_auth = allow_no_auth.value_or(options.socks5.users.empty());
+        } else if (key == "record") {
+            const auto* table = node.as_table();
+            if (table == nullptr) {
+                return make_error("config: 'record' must be a table");
+            }
+            if (auto applied = apply_record(*table, options.record, relative); !applied) {
+                return applied;
+            }
         } else if (key == "timeouts") {
             const auto* table = node.as_table();
             if (table == nullptr) {
@@ -251,6 +351,12 @@ void apply_defaults(RunOptions& options) {
     }
     if (options.connection_log.empty()) {
         options.connection_log = options.data_dir / "connections.jsonl";
+    }
+    if (options.record.db.empty()) {
+        options.record.db = options.data_dir / "flows.db";
+    }
+    if (options.record.jsonl.empty()) {
+        options.record.jsonl = options.data_dir / "flows.jsonl";
     }
     if (options.leaf_cache_size == 0) {
         options.leaf_cache_size = 1;

@@ -14,6 +14,21 @@
 
 namespace tlsgate::app {
 
+// What is recorded about intercepted traffic beyond the connection log ([record] in the config).
+struct RecordOptions {
+    std::vector<std::string> sinks = {"sqlite"};  // "sqlite", "jsonl"; empty: no flow records
+    std::filesystem::path db;                     // default: DATA_DIR/flows.db
+    std::filesystem::path jsonl;                  // default: DATA_DIR/flows.jsonl
+    bool capture_bodies = false;
+    std::size_t body_capture_limit = 1024 * 1024;
+    std::vector<std::string> redact_headers = {"authorization", "proxy-authorization", "cookie",
+                                               "set-cookie"};
+    std::size_t queue_capacity = 10000;
+    std::filesystem::path key_log;  // NSS key log of both legs; empty: none
+    std::filesystem::path pcap;     // synthesized plaintext packets; empty: none
+    int writer_delay_ms = 0;        // slows the flow writer per batch (backpressure tests)
+};
+
 struct RunOptions {
     std::vector<listen::ListenSpec> listeners;  // default: explicit@127.0.0.1:8080
     std::filesystem::path data_dir;             // default: ~/.local/share/tlsgate
@@ -32,9 +47,11 @@ struct RunOptions {
     listen::Socks5AuthConfig socks5;
     bool spoof_source = false;        // tproxy listeners connect upstream from the client's address
     std::size_t max_connections = 0;  // 0: unlimited (descriptors are the bound)
-    std::size_t max_connections_per_client =
-        0;  // 0: unlimited  //
-            // [socks5] users = { name = "password" }, allow_no_auth
+    std::size_t max_connections_per_client = 0;  // 0: unlimited
+    RecordOptions record;
+    std::string user;  // drop privileges to this user after binding (when started as root)
+    // [portal]: who operates the gateway, shown on the install page.
+    std::string portal_operator, portal_contact, portal_notice;
 };
 
 // "name=address" for --resolve and the config's resolve table.

@@ -1,4 +1,5 @@
 #include "classify/starttls.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -30,13 +31,9 @@ bool is_alpha(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return to_upper(x) == to_upper(y);
-           });
-}
 bool istarts_with(std::string_view text, std::string_view prefix) {
-    return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+    return text.size() >= prefix.size() &&
+           equals_ignoring_case(text.substr(0, prefix.size()), prefix);
 }
 
 std::string_view trim(std::string_view text) {
@@ -280,9 +277,10 @@ bool StartTlsDialogue::continue_inside_tls() {
 bool StartTlsDialogue::advertises(std::string_view capability) const {
     return std::any_of(plaintext_capabilities_.begin(), plaintext_capabilities_.end(),
                        [capability](const std::string& entry) {
-                           return iequals(entry, capability) || (entry.size() > capability.size() &&
-                                                                 istarts_with(entry, capability) &&
-                                                                 entry[capability.size()] == ' ');
+                           return equals_ignoring_case(entry, capability) ||
+                                  (entry.size() > capability.size() &&
+                                   istarts_with(entry, capability) &&
+                                   entry[capability.size()] == ' ');
                        });
 }
 
@@ -629,7 +627,8 @@ void StartTlsDialogue::on_client_command(std::string_view text) {
                 std::uint64_t size = 0;
                 const bool size_ok = parse_decimal(next_word(rest), size);
                 const std::string_view last = next_word(rest);
-                if (!size_ok || !(last.empty() || iequals(last, "LAST")) || !rest.empty()) {
+                if (!size_ok || !(last.empty() || equals_ignoring_case(last, "LAST")) ||
+                    !rest.empty()) {
                     fail(DialogueState::error, "a malformed BDAT command");
                     return;
                 }
@@ -658,8 +657,10 @@ void StartTlsDialogue::on_client_command(std::string_view text) {
         case DialogueProtocol::ftp:
             if (verb == "AUTH") {
                 const std::string_view mechanism = arguments;
-                upgrade = iequals(mechanism, "TLS") || iequals(mechanism, "SSL") ||
-                          iequals(mechanism, "TLS-C") || iequals(mechanism, "TLS-P");
+                upgrade = equals_ignoring_case(mechanism, "TLS") ||
+                          equals_ignoring_case(mechanism, "SSL") ||
+                          equals_ignoring_case(mechanism, "TLS-C") ||
+                          equals_ignoring_case(mechanism, "TLS-P");
             } else if (verb == "FEAT") {
                 expect = Expect::ftp_feat;
             }
@@ -756,7 +757,7 @@ bool StartTlsDialogue::greeting_prefix_possible(std::string_view seen, bool& dec
     }
     for (const std::string_view candidate : candidates) {
         if (seen.size() <= candidate.size()) {
-            if (iequals(seen, candidate.substr(0, seen.size()))) {
+            if (equals_ignoring_case(seen, candidate.substr(0, seen.size()))) {
                 return true;
             }
         } else if (istarts_with(seen, candidate) &&
@@ -1021,7 +1022,7 @@ void StartTlsDialogue::on_imap_server_line(std::string_view text) {
         const std::string_view status = next_word(rest);
         if (greeting_pending) {
             expected_.pop_front();
-            if (!iequals(status, "OK") && !iequals(status, "PREAUTH")) {
+            if (!equals_ignoring_case(status, "OK") && !equals_ignoring_case(status, "PREAUTH")) {
                 fail(DialogueState::not_this_protocol, "the server's greeting is not * OK");
                 return;
             }
@@ -1033,7 +1034,7 @@ void StartTlsDialogue::on_imap_server_line(std::string_view text) {
             }
             greeting_host_ = host_name_in(after_code, false);
         }
-        if (iequals(status, "CAPABILITY")) {
+        if (equals_ignoring_case(status, "CAPABILITY")) {
             set_imap_capabilities(rest);
         } else if (istarts_with(rest, kCapabilityCode)) {
             set_imap_capabilities(response_code_text(rest));
@@ -1050,7 +1051,7 @@ void StartTlsDialogue::on_imap_server_line(std::string_view text) {
         return;
     }
     const std::string_view status = next_word(rest);
-    if (iequals(status, "OK") && istarts_with(rest, kCapabilityCode)) {
+    if (equals_ignoring_case(status, "OK") && istarts_with(rest, kCapabilityCode)) {
         set_imap_capabilities(response_code_text(rest));
     }
     if (!imap_continuation_tag_.empty() && tag == imap_continuation_tag_) {
@@ -1059,7 +1060,9 @@ void StartTlsDialogue::on_imap_server_line(std::string_view text) {
     }
     if (state_ == DialogueState::upgrading && tag == imap_upgrade_tag_) {
         imap_upgrade_tag_.clear();
-        on_upgrade_answer(iequals(status, "OK"), iequals(status, "NO") || iequals(status, "BAD"));
+        on_upgrade_answer(
+            equals_ignoring_case(status, "OK"),
+            equals_ignoring_case(status, "NO") || equals_ignoring_case(status, "BAD"));
     }
 }
 

@@ -46,7 +46,7 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
     auto& worker = connection->worker;
     auto& record = connection->record;
     record.kind = "proxy";
-    connection->arm_timeout(worker.shared.timeouts.request_head, "request_head");
+    connection->arm_timeout(worker.timeouts.request_head, "request_head");
 
     std::string buffer = std::move(already_read);
     const auto request = co_await read_request_head(*connection, buffer);

@@ -16,6 +16,8 @@ const char* mode_name(Mode mode) {
             return "tproxy";
         case Mode::socks5:
             return "socks5";
+        case Mode::portal:
+            return "portal";
     }
     return "?";
 }
@@ -45,10 +47,13 @@ Result<ListenSpec> parse_listen_spec(std::string_view text) {
         spec.mode = Mode::tproxy;
     } else if (mode == "socks5") {
         spec.mode = Mode::socks5;
+    } else if (mode == "portal") {
+        spec.mode = Mode::portal;
     } else {
-        return make_error(
-            "listener '" + std::string(text) + "': unknown mode '" + std::string(mode) +
-            "' (explicit, transparent, tproxy, socks5; add +proxy for a PROXY protocol header)");
+        return make_error("listener '" + std::string(text) + "': unknown mode '" +
+                          std::string(mode) +
+                          "' (explicit, transparent, tproxy, socks5, portal; add +proxy for a "
+                          "PROXY protocol header)");
     }
     auto rest = text.substr(at + 1);
     const auto colon = rest.rfind(':');

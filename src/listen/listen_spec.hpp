@@ -12,7 +12,8 @@ namespace tlsgate::listen {
 // by netfilter REDIRECT (destination from SO_ORIGINAL_DST). tproxy: connections delivered by
 // netfilter TPROXY to an IP_TRANSPARENT socket (destination = the accepted socket's own address).
 // socks5: a SOCKS5 server (RFC 1928 CONNECT, optional RFC 1929 username/password).
-enum class Mode { explicit_proxy, transparent, tproxy, socks5 };
+// portal: the install page, certificate downloads, /metrics and /healthz over plain HTTP.
+enum class Mode { explicit_proxy, transparent, tproxy, socks5, portal };
 
 struct ListenSpec {
     Mode mode = Mode::explicit_proxy;

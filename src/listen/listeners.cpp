@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "listen/explicit_proxy.hpp"
+#include "listen/portal_server.hpp"
 #include "listen/proxy_protocol.hpp"
 #include "listen/socks5_server.hpp"
 #include "relay/connection.hpp"
@@ -83,7 +84,7 @@ asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connectio
 // who the client is and where it was going; a connection without a valid one is refused.
 asio::awaitable<std::optional<ProxyHeader>> read_proxy_header(relay::Connection& connection,
                                                               std::vector<std::uint8_t>& buffer) {
-    connection.arm_timeout(connection.worker.shared.timeouts.request_head, "proxy_header");
+    connection.arm_timeout(connection.worker.timeouts.request_head, "proxy_header");
     std::array<std::uint8_t, 512> chunk;
     for (;;) {
         auto parsed = parse_proxy_header(buffer);
@@ -137,6 +138,11 @@ asio::awaitable<void> serve_connection(std::shared_ptr<relay::Connection> connec
             co_await serve_socks5(std::move(connection), std::move(socks5_auth),
                                   std::move(already_read));
             break;
+        case Mode::portal: {
+            std::string text(already_read.begin(), already_read.end());
+            co_await serve_portal(std::move(connection), std::move(text));
+            break;
+        }
         case Mode::transparent:
         case Mode::tproxy:
             co_await serve_in_path(std::move(connection), spec.mode, listener,

@@ -47,7 +47,7 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
     auto& worker = connection->worker;
     auto& record = connection->record;
     record.kind = "socks5";
-    connection->arm_timeout(worker.shared.timeouts.request_head, "socks5_request");
+    connection->arm_timeout(worker.timeouts.request_head, "socks5_request");
 
     Socks5ServerHandshake handshake(std::move(auth));
     std::vector<std::uint8_t> pending = std::move(already_read);

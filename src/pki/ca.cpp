@@ -20,6 +20,7 @@
 #include <system_error>
 #include <vector>
 
+#include "common/text.hpp"
 #include "pki/x509_build.hpp"
 
 namespace tlsgate::pki {
@@ -61,19 +62,6 @@ constexpr std::array kSubjectAttributeNids = {
     NID_domainComponent, NID_pkcs9_emailAddress,  NID_serialNumber,
     NID_streetAddress,
 };
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
 
 int attribute_nid(std::string_view type) {
     for (int nid : kSubjectAttributeNids) {

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 
+#include "common/text.hpp"
 #include "portal/platform.hpp"
 
 namespace tlsgate::portal {
@@ -99,26 +100,6 @@ std::string trim_spaces(std::string_view text) {
         text.remove_suffix(1);
     }
     return std::string(text);
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 // RFC 4514 value escapes: "\," (any special character) and "\C3\A9" (hex pairs).

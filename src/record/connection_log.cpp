@@ -1,10 +1,5 @@
 #include "record/connection_log.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace tlsgate::record {
@@ -20,7 +15,7 @@ std::string iso8601(std::chrono::system_clock::time_point when) {
     gmtime_r(&time, &utc);
     char buffer[40];
     const std::size_t length = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
-    char fraction[16];
+    char fraction[32];
     std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros));
     return std::string(buffer, length) + fraction;
 }
@@ -68,6 +63,7 @@ std::string to_json_line(const ConnectionRecord& record) {
                                  {"sha256", record.upstream_sha256}};
     }
     put_if(line, "upstream_verify_error", record.upstream_verify_error);
+    put_if(line, "client_rejection", record.client_rejection);
     if (record.http_status) {
         line["http_status"] = *record.http_status;
     }
@@ -84,30 +80,23 @@ std::string to_json_line(const ConnectionRecord& record) {
 Result<std::unique_ptr<ConnectionLog>> ConnectionLog::open(const std::filesystem::path& path,
                                                            std::size_t queue_capacity,
                                                            Reporter report) {
-    std::error_code error;
-    if (path.has_parent_path()) {
-        std::filesystem::create_directories(path.parent_path(), error);
-    }
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        return make_error("cannot open connection log " + path.string() + ": " +
-                          std::strerror(errno));
+    auto file = AppendFile::open(path, "connection log");
+    if (!file) {
+        return make_error(file.error());
     }
     return std::unique_ptr<ConnectionLog>(
-        new ConnectionLog(fd, path, queue_capacity, std::move(report)));
+        new ConnectionLog(std::move(*file), queue_capacity, std::move(report)));
 }
 
-ConnectionLog::ConnectionLog(int fd, std::filesystem::path path, std::size_t capacity,
+ConnectionLog::ConnectionLog(std::unique_ptr<AppendFile> file, std::size_t capacity,
                              Reporter report)
-    : fd_(fd), path_(std::move(path)), capacity_(capacity), report_(std::move(report)) {
+    : file_(std::move(file)), capacity_(capacity), report_(std::move(report)) {
     writer_ = std::thread([this] { run(); });
 }
 
 ConnectionLog::~ConnectionLog() {
     close();
-    ::close(fd_);
 }
-
 bool ConnectionLog::submit(ConnectionRecord record) {
     {
         std::lock_guard lock(mutex_);
@@ -150,32 +139,9 @@ void ConnectionLog::run() {
         for (const auto& record : batch) {
             text += to_json_line(record);
         }
-        write_batch(text);
+        file_->write_all(text, report_);
         written_.fetch_add(batch.size(), std::memory_order_relaxed);
         batch.clear();
-    }
-}
-
-void ConnectionLog::write_batch(const std::string& text) {
-    std::size_t offset = 0;
-    while (offset < text.size()) {
-        const ssize_t n = ::write(fd_, text.data() + offset, text.size() - offset);
-        if (n > 0) {
-            offset += static_cast<std::size_t>(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        write_errors_.fetch_add(1, std::memory_order_relaxed);
-        const auto now = std::chrono::steady_clock::now();
-        // A full disk fails every write: say so at most every 10 s.
-        if (report_ && now - last_error_report_ > std::chrono::seconds(10)) {
-            last_error_report_ = now;
-            report_("connection log " + path_.string() + ": write failed (" + std::strerror(errno) +
-                    "); records are being lost, traffic is not");
-        }
-        return;
     }
 }
 

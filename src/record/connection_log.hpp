@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/result.hpp"
+#include "record/append_file.hpp"
 #include "record/connection_record.hpp"
 
 namespace tlsgate::record {
@@ -21,8 +22,6 @@ std::string to_json_line(const ConnectionRecord& record);
 
 class ConnectionLog {
 public:
-    using Reporter = std::function<void(const std::string& message)>;
-
     // Opens (appends to) `path`, creating its directory. `report` receives problems to log.
     static Result<std::unique_ptr<ConnectionLog>> open(const std::filesystem::path& path,
                                                        std::size_t queue_capacity, Reporter report);
@@ -35,15 +34,13 @@ public:
 
     std::uint64_t written() const { return written_.load(std::memory_order_relaxed); }
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
-    std::uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
+    std::uint64_t write_errors() const { return file_->write_errors(); }
 
 private:
-    ConnectionLog(int fd, std::filesystem::path path, std::size_t capacity, Reporter report);
+    ConnectionLog(std::unique_ptr<AppendFile> file, std::size_t capacity, Reporter report);
     void run();
-    void write_batch(const std::string& text);
 
-    int fd_;
-    std::filesystem::path path_;
+    std::unique_ptr<AppendFile> file_;
     std::size_t capacity_;
     Reporter report_;
     std::mutex mutex_;
@@ -53,8 +50,6 @@ private:
     std::thread writer_;
     std::atomic<std::uint64_t> written_{0};
     std::atomic<std::uint64_t> dropped_{0};
-    std::atomic<std::uint64_t> write_errors_{0};
-    std::chrono::steady_clock::time_point last_error_report_{};
 };
 
 }  // namespace tlsgate::record

@@ -199,6 +199,10 @@ asio::awaitable<bool> TlsStream::wait_for(int ssl_error) {
 std::error_code TlsStream::fail(int ssl_error) {
     const unsigned long queued = ERR_peek_error();
     if (queued != 0) {
+        if (ERR_GET_LIB(queued) == ERR_LIB_SSL) {
+            failure_reason_ = ERR_GET_REASON(queued);
+            closed_by_peer_ = failure_reason_ == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+        }
         error_text_ = pki::last_openssl_error();
         return std::make_error_code(std::errc::protocol_error);
     }
@@ -206,6 +210,7 @@ std::error_code TlsStream::fail(int ssl_error) {
         const auto* bio = static_cast<SocketBio*>(BIO_get_data(SSL_get_rbio(ssl_.get())));
         const int saved = bio != nullptr ? bio->error_number : 0;
         error_text_ = saved != 0 ? std::strerror(saved) : "connection closed during TLS";
+        closed_by_peer_ = saved == 0 || saved == ECONNRESET || saved == EPIPE;
         return std::error_code(saved != 0 ? saved : ECONNRESET, std::system_category());
     }
     error_text_ = "TLS error " + std::to_string(ssl_error);

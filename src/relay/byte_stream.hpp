@@ -68,6 +68,10 @@ public:
     asio::awaitable<void> shutdown_write(bool clean) override;
     std::string error_text() const override { return error_text_; }
     SSL* ssl() const { return ssl_.get(); }
+    // After a failure: OpenSSL's reason code (SSL_R_..., e.g. the alert the peer sent), 0 if none.
+    int failure_reason() const { return failure_reason_; }
+    // After a failure: the peer closed (or reset) the connection instead of answering.
+    bool closed_by_peer() const { return closed_by_peer_; }
 
     struct SocketBio;
 
@@ -79,6 +83,8 @@ private:
     asio::ip::tcp::socket& socket_;
     pki::SslPtr ssl_;
     std::string error_text_;
+    int failure_reason_ = 0;
+    bool closed_by_peer_ = false;
 };
 
 // Stop a connection from anywhere (a timeout, the other direction's error): pending operations

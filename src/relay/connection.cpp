@@ -30,7 +30,7 @@ std::string authority_text(const std::string& host, std::uint16_t port) {
 bool blocked_by_policy(Connection& connection, const std::string& host,
                        std::optional<IpAddress> address, std::uint16_t port) {
     const auto decision =
-        connection.worker.shared.policy->decide({host, address, port, connection.client_ip});
+        connection.worker.policy->decide({host, address, port, connection.client_ip});
     if (decision.action != policy::Action::block) {
         return false;
     }
@@ -48,7 +48,7 @@ Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
       upstream(worker_context.io),
       timer_(worker_context.io),
       started_(Clock::now()) {
-    ++worker.open_connections;
+    ++worker.counters.open_connections;
     ++worker.counters.accepted;
     record.id = (static_cast<std::uint64_t>(worker.index) << 48) | ++worker.next_connection;
     record.start = std::chrono::system_clock::now();
@@ -65,18 +65,60 @@ Connection::Connection(WorkerContext& worker_context, tcp::socket client_socket,
     }
 }
 
+namespace {
+
+ListenerKind listener_kind(std::string_view listener) {
+    if (listener.starts_with("transparent"))
+        return ListenerKind::transparent;
+    if (listener.starts_with("tproxy"))
+        return ListenerKind::tproxy;
+    if (listener.starts_with("socks5"))
+        return ListenerKind::socks5;
+    if (listener.starts_with("portal"))
+        return ListenerKind::portal;
+    return ListenerKind::explicit_proxy;
+}
+
+Outcome outcome_of(const record::ConnectionRecord& record) {
+    if (record.action == "intercept")
+        return Outcome::intercept;
+    if (record.action == "block")
+        return Outcome::block;
+    if (record.action == "passthrough") {
+        return record.kind == "raw" ? Outcome::relay : Outcome::passthrough;
+    }
+    if (record.kind == "http")
+        return Outcome::http;
+    if (record.kind == "portal")
+        return Outcome::portal;
+    return Outcome::error;
+}
+
+void count_ended(Counters& counters, const record::ConnectionRecord& record) {
+    const auto kind = static_cast<std::size_t>(listener_kind(record.listener));
+    const auto outcome = static_cast<std::size_t>(outcome_of(record));
+    ++counters.connections[kind][outcome];
+    counters.bytes_client_to_server.add(record.bytes_client_to_server);
+    counters.bytes_server_to_client.add(record.bytes_server_to_client);
+}
+
+}  // namespace
+
 Connection::~Connection() {
+    // Exchanges still open are recorded while the connection's facts are intact.
+    inspector.reset();
     record.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
     if (timed_out_phase_ != nullptr && record.error.empty()) {
         record.error = std::string("timeout: ") + timed_out_phase_;
     }
+    count_ended(worker.counters, record);
     if (worker.shared.connection_log != nullptr) {
         worker.shared.connection_log->submit(std::move(record));
     }
     if (admitted && worker.shared.limits != nullptr) {
         worker.shared.limits->release(admitted_client ? &*admitted_client : nullptr);
     }
-    --worker.open_connections;
+    --worker.counters.open_connections;
 }
 
 void Connection::arm_timeout(Clock::duration limit, const char* phase) {
@@ -153,7 +195,7 @@ Result<void> bind_to_client_address(Connection& connection, const tcp::endpoint&
 
 asio::awaitable<Result<IpAddress>> connect_upstream(Connection& connection, const std::string& host,
                                                     std::uint16_t port) {
-    connection.arm_timeout(connection.worker.shared.timeouts.connect, "connect");
+    connection.arm_timeout(connection.worker.timeouts.connect, "connect");
     std::vector<tcp::endpoint> endpoints;
     std::error_code error;
     const auto& static_hosts = connection.worker.shared.static_hosts;

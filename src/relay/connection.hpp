@@ -13,6 +13,7 @@
 
 #include "common/ip.hpp"
 #include "record/connection_record.hpp"
+#include "relay/inspection.hpp"
 #include "relay/worker_context.hpp"
 
 namespace tlsgate::relay {
@@ -48,6 +49,8 @@ public:
     bool admitted = false;
     std::optional<IpAddress> admitted_client;
     record::ConnectionRecord record;
+    // Watches the plaintext when recording is on (intercepted tunnels, forwarded plain HTTP).
+    std::unique_ptr<ConnectionInspector> inspector;
 
 private:
     void wait_for_deadline();

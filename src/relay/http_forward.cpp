@@ -8,6 +8,7 @@
 #include "common/hostname.hpp"
 #include "inspect/http1.hpp"
 #include "relay/byte_stream.hpp"
+#include "relay/portal_answer.hpp"
 #include "relay/pump.hpp"
 
 namespace tlsgate::relay {
@@ -36,6 +37,19 @@ asio::awaitable<bool> write_text(tcp::socket& socket, std::string_view text) {
     co_return !error;
 }
 
+// Writes bytes on and shows them to the inspector (after the write: watching never delays).
+asio::awaitable<bool> write_observed(Connection& connection, inspect::Side sender,
+                                     std::string_view text) {
+    auto& to = sender == inspect::Side::client ? connection.upstream : connection.client;
+    if (!co_await write_text(to, text)) {
+        co_return false;
+    }
+    if (connection.inspector) {
+        connection.inspector->observe(sender, text);
+    }
+    co_return true;
+}
+
 // Reads until `parse` gives a verdict on the bytes at the start of `buffer`.
 template <typename Parse>
 asio::awaitable<decltype(std::declval<Parse>()(std::string_view{}))> read_head(
@@ -54,9 +68,10 @@ asio::awaitable<decltype(std::declval<Parse>()(std::string_view{}))> read_head(
 
 // Moves one body from `from` to `to`: bytes already in `buffer` first, then from the socket,
 // until the framing says the body ended. What follows the body stays in `buffer`.
-asio::awaitable<bool> forward_body(Connection& connection, tcp::socket& from, tcp::socket& to,
+asio::awaitable<bool> forward_body(Connection& connection, inspect::Side sender,
                                    std::string& buffer, const http1::BodyFraming& framing,
                                    std::uint64_t& counter) {
+    auto& from = sender == inspect::Side::client ? connection.client : connection.upstream;
     http1::BodyReader reader(framing);
     if (reader.done()) {
         co_return true;
@@ -68,7 +83,8 @@ asio::awaitable<bool> forward_body(Connection& connection, tcp::socket& from, tc
                 connection.record.error = "malformed body: " + std::string(step.error_text);
                 co_return false;
             }
-            if (!co_await write_text(to, std::string_view(buffer).substr(0, step.consumed))) {
+            if (!co_await write_observed(connection, sender,
+                                         std::string_view(buffer).substr(0, step.consumed))) {
                 connection.record.error = "write failed while relaying a body";
                 co_return false;
             }
@@ -80,6 +96,9 @@ asio::awaitable<bool> forward_body(Connection& connection, tcp::socket& from, tc
         }
         if (!co_await read_more(connection, from, buffer)) {
             if (reader.finish_on_close()) {
+                if (connection.inspector) {
+                    connection.inspector->end(sender);
+                }
                 co_return true;
             }
             connection.record.error = "connection closed inside a body";
@@ -138,7 +157,7 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
     record.kind = "http";
     std::string connected_authority;
     std::string upstream_buffer;
-    connection->arm_timeout(worker.shared.timeouts.idle, "idle");
+    connection->arm_timeout(worker.timeouts.idle, "idle");
 
     for (;;) {
         auto request = co_await read_head(
@@ -171,10 +190,31 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
             host = std::move(*normalized);
         }
         const std::uint16_t port = url->authority.port;
+        if (host == kPortalHostName && worker.shared.portal != nullptr) {
+            // The portal answers here: tlsgate.local never reaches the network.
+            ++worker.counters.portal_requests;
+            const auto user_agent = http1::find_header(head.headers, "user-agent");
+            const auto answer = answer_portal_request(*worker.shared.portal, head.method,
+                                                      url->origin_form, user_agent.value_or(""));
+            const auto body = http1::request_body_framing(head);
+            const bool keep_alive = http1::wants_keep_alive(head.version_minor, head.headers) &&
+                                    body.ok && body.framing.kind == http1::BodyFraming::Kind::none;
+            const std::string response =
+                http_response_text(answer, head.method == "HEAD", keep_alive);
+            record.destination = std::string(kPortalHostName);
+            record.http_status = answer.status;
+            if (!co_await write_text(connection->client, response) || !keep_alive) {
+                std::error_code ignored;
+                connection->client.shutdown(tcp::socket::shutdown_send, ignored);
+                co_return;
+            }
+            buffer.erase(0, request.head_size);
+            continue;
+        }
         const std::string authority = host + ":" + std::to_string(port);
         record.destination = authority;
         const auto decision =
-            worker.shared.policy->decide({host, std::nullopt, port, connection->client_ip});
+            worker.policy->decide({host, std::nullopt, port, connection->client_ip});
         record.rule = decision.rule_name;
         record.action = policy::to_string(decision.action);
         if (decision.action == policy::Action::block) {
@@ -197,7 +237,7 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
             connection->upstream.close(ignored);
             upstream_buffer.clear();
             auto connected = co_await connect_upstream(*connection, host, port);
-            connection->arm_timeout(worker.shared.timeouts.idle, "idle");
+            connection->arm_timeout(worker.timeouts.idle, "idle");
             if (!connected) {
                 ++worker.counters.upstream_connect_failed;
                 record.reason = connected.error();
@@ -205,6 +245,10 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 co_return;
             }
             connected_authority = authority;
+            if (!connection->inspector && worker.shared.recording.inspects()) {
+                connection->inspector =
+                    std::make_unique<ConnectionInspector>(*connection, "http/1.1", "http");
+            }
         }
         ++worker.counters.http_forwarded;
         ++record.http_requests;
@@ -214,15 +258,15 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         const bool expects_continue =
             http1::header_has_token(head.headers, "expect", "100-continue");
         const std::string upstream_head = origin_form_head(head, url->origin_form);
-        if (!co_await write_text(connection->upstream, upstream_head)) {
+        if (!co_await write_observed(*connection, inspect::Side::client, upstream_head)) {
             record.error = "upstream write failed";
             co_return;
         }
         // With "Expect: 100-continue" the client waits for an interim answer before its body.
         bool body_sent = false;
         if (!expects_continue) {
-            if (!co_await forward_body(*connection, connection->client, connection->upstream,
-                                       buffer, framing.framing, record.bytes_client_to_server)) {
+            if (!co_await forward_body(*connection, inspect::Side::client, buffer, framing.framing,
+                                       record.bytes_client_to_server)) {
                 co_return;
             }
             body_sent = true;
@@ -243,7 +287,7 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
             const auto& response_head = response.head;
             const std::string_view head_bytes =
                 std::string_view(upstream_buffer).substr(0, response.head_size);
-            if (!co_await write_text(connection->client, head_bytes)) {
+            if (!co_await write_observed(*connection, inspect::Side::server, head_bytes)) {
                 co_return;
             }
             record.bytes_server_to_client += response.head_size;
@@ -252,23 +296,21 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 // Upgraded (e.g. WebSocket over plain HTTP): from here on, bytes both ways.
                 TcpStream client(connection->client);
                 TcpStream upstream(connection->upstream);
-                if (!buffer.empty()) {
-                    co_await upstream.write_all(
-                        {reinterpret_cast<const std::uint8_t*>(buffer.data()), buffer.size()});
+                if (!buffer.empty() &&
+                    !co_await write_observed(*connection, inspect::Side::client, buffer)) {
+                    co_return;
                 }
-                if (!upstream_buffer.empty()) {
-                    co_await client.write_all(
-                        {reinterpret_cast<const std::uint8_t*>(upstream_buffer.data()),
-                         upstream_buffer.size()});
+                if (!upstream_buffer.empty() &&
+                    !co_await write_observed(*connection, inspect::Side::server, upstream_buffer)) {
+                    co_return;
                 }
                 co_await relay_both_ways(*connection, client, upstream);
                 co_return;
             }
             if (response_head.status >= 100 && response_head.status < 200) {
                 if (response_head.status == 100 && !body_sent) {
-                    if (!co_await forward_body(*connection, connection->client,
-                                               connection->upstream, buffer, framing.framing,
-                                               record.bytes_client_to_server)) {
+                    if (!co_await forward_body(*connection, inspect::Side::client, buffer,
+                                               framing.framing, record.bytes_client_to_server)) {
                         co_return;
                     }
                     body_sent = true;
@@ -280,9 +322,8 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 record.error = "upstream response framing: " + response_framing.error;
                 co_return;
             }
-            if (!co_await forward_body(*connection, connection->upstream, connection->client,
-                                       upstream_buffer, response_framing.framing,
-                                       record.bytes_server_to_client)) {
+            if (!co_await forward_body(*connection, inspect::Side::server, upstream_buffer,
+                                       response_framing.framing, record.bytes_server_to_client)) {
                 co_return;
             }
             const bool reusable =

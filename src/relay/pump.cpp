@@ -8,6 +8,7 @@ namespace {
 
 struct Direction {
     const char* name;
+    inspect::Side sender;
     ByteStream& from;
     ByteStream& to;
     std::uint64_t& bytes;
@@ -32,6 +33,9 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             co_return;
         }
         if (read.end_of_stream) {
+            if (connection.inspector) {
+                connection.inspector->end(direction.sender);
+            }
             co_await direction.to.shutdown_write(read.clean_end);
             co_return;
         }
@@ -41,6 +45,11 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             co_return;
         }
         direction.bytes += read.bytes;
+        // After the write: watching the bytes never delays them.
+        if (connection.inspector) {
+            connection.inspector->observe(
+                direction.sender, {reinterpret_cast<const char*>((*buffer).data()), read.bytes});
+        }
     }
 }
 
@@ -50,11 +59,16 @@ asio::awaitable<void> relay_both_ways(Connection& connection, ByteStream& client
                                       ByteStream& upstream_side) {
     using namespace asio::experimental::awaitable_operators;
     auto& record = connection.record;
-    connection.arm_timeout(connection.worker.shared.timeouts.idle, "idle");
-    Direction up{"client->upstream", client_side, upstream_side, record.bytes_client_to_server};
-    Direction down{"upstream->client", upstream_side, client_side, record.bytes_server_to_client};
+    connection.arm_timeout(connection.worker.timeouts.idle, "idle");
+    Direction up{"client->upstream", inspect::Side::client, client_side, upstream_side,
+                 record.bytes_client_to_server};
+    Direction down{"upstream->client", inspect::Side::server, upstream_side, client_side,
+                   record.bytes_server_to_client};
     co_await (pump(connection, up) && pump(connection, down));
     connection.disarm();
+    if (connection.inspector) {
+        connection.inspector->finish();
+    }
 }
 
 }  // namespace tlsgate::relay

@@ -116,7 +116,7 @@ asio::awaitable<void> splice_both_ways(Connection& connection) {
     connection.client.non_blocking(true, ignored);
     connection.upstream.non_blocking(true, ignored);
     auto& record = connection.record;
-    connection.arm_timeout(connection.worker.shared.timeouts.idle, "idle");
+    connection.arm_timeout(connection.worker.timeouts.idle, "idle");
     co_await (splice_one_way(connection, connection.client, connection.upstream,
                              record.bytes_client_to_server, "client->upstream") &&
               splice_one_way(connection, connection.upstream, connection.client,

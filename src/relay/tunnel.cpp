@@ -99,6 +99,29 @@ asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t
     co_await splice_both_ways(connection);
 }
 
+// Whether a failed client handshake was the client turning our certificate down: an alert that
+// says so, or a close once our certificate flight was out (how pinned apps often quit).
+std::optional<ClientRejection> client_rejection(const TlsStream& client) {
+    switch (client.failure_reason()) {
+        case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+            return ClientRejection::unknown_ca;
+        case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+            return ClientRejection::bad_certificate;
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+            return ClientRejection::certificate_unknown;
+        default:
+            break;
+    }
+    const bool flight_sent = BIO_number_written(SSL_get_wbio(client.ssl())) > 0;
+    if (!flight_sent) {
+        return std::nullopt;
+    }
+    if (client.closed_by_peer()) {
+        return ClientRejection::closed_after_certificate;
+    }
+    return client.failure_reason() != 0 ? std::optional(ClientRejection::other) : std::nullopt;
+}
+
 // A cached leaf is reused only for the same verified upstream certificate and the same SNI, so a
 // later bad upstream is never masked: verification happens on every connection before this.
 pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::string& fingerprint,
@@ -109,6 +132,8 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
         ++worker.counters.leaf_cache_hits;
         return cached;
     }
+    ++worker.counters.leaf_cache_misses;
+    const auto started = std::chrono::steady_clock::now();
     auto properties = pki::mirror_properties(upstream_cert, client_name, std::time(nullptr),
                                              pki::random_serial());
     if (!properties) {
@@ -121,7 +146,14 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
         return nullptr;
     }
     ++worker.counters.leaves_minted;
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count();
+    worker.counters.mint_latency.observe(static_cast<std::uint64_t>(micros),
+                                         kMintLatencyBoundsMicros);
     worker.leaf_cache.insert(key, leaf->get());
+    const std::uint64_t cached = worker.leaf_cache.size();
+    worker.counters.leaf_cache_size.add(cached - worker.counters.leaf_cache_size.get());
     return std::move(*leaf);
 }
 
@@ -132,7 +164,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
                                 const std::string& verify_name) {
     auto& worker = connection.worker;
     auto& record = connection.record;
-    const auto& timeouts = worker.shared.timeouts;
+    const auto& timeouts = worker.timeouts;
 
     pki::SslPtr upstream_ssl(SSL_new(worker.upstream_context.get()));
     if (!upstream_ssl) {
@@ -158,6 +190,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         if (verify_result != X509_V_OK) {
             const auto failure = tls::classify_verify_result(verify_result);
             ++worker.counters.upstream_verify_failed;
+            ++worker.counters.upstream_verify_by_reason[verify_reason_index(failure.code)];
             record.upstream_verify_error = failure.code;
             record.reason = "upstream certificate rejected: " + failure.detail;
         } else {
@@ -198,6 +231,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
                         worker.shared.ca_spki_sha256) {
         worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;
+        ++worker.counters.upstream_verify_by_reason[verify_reason_index("own_ca")];
         record.upstream_verify_error = "own_ca";
         record.reason = "upstream chain ends at tlsgate's own CA";
         co_await send_fatal_alert(connection, Alert::handshake_failure);
@@ -225,6 +259,10 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     connection.arm_timeout(timeouts.handshake, "client_handshake");
     if (co_await client.handshake()) {
         ++worker.counters.client_handshake_failed;
+        if (const auto rejection = client_rejection(client)) {
+            ++worker.counters.client_rejections[static_cast<std::size_t>(*rejection)];
+            record.client_rejection = std::string(to_string(*rejection));
+        }
         if (connection.timed_out_phase() == nullptr) {
             record.reason = "client handshake failed (does the client trust the tlsgate CA?): " +
                             client.error_text();
@@ -235,6 +273,10 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     record.client_tls = {tls::version_name(client.ssl()), tls::selected_alpn(client.ssl()),
                          SSL_get_cipher_name(client.ssl())};
     ++worker.counters.intercepted;
+    if (worker.shared.recording.inspects()) {
+        connection.inspector =
+            std::make_unique<ConnectionInspector>(connection, record.client_tls.alpn, "https");
+    }
     co_await relay_both_ways(connection, client, upstream);
 }
 
@@ -245,7 +287,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     auto& worker = connection->worker;
     auto& record = connection->record;
     record.kind = "tunnel";
-    connection->arm_timeout(worker.shared.timeouts.client_hello, "client_hello");
+    connection->arm_timeout(worker.timeouts.client_hello, "client_hello");
 
     // The parser lives on the heap only until the decision: a relayed connection keeps none of it.
     auto parser_storage = std::make_unique<classify::ClientHelloParser>();
@@ -259,7 +301,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
         case classify::HelloStatus::need_more:
             co_return;  // the client went away or timed out; the record says which
         case classify::HelloStatus::not_tls: {
-            const auto decision = worker.shared.policy->decide(query);
+            const auto decision = worker.policy->decide(query);
             record.rule = decision.rule_name;
             if (decision.action == policy::Action::block) {
                 ++worker.counters.blocked;
@@ -306,7 +348,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
     // The SNI names the host when there is one; a CONNECT authority or the address otherwise.
     const std::string& host = sni.empty() ? target.host : sni;
     query.host = host;
-    const auto decision = worker.shared.policy->decide(query);
+    const auto decision = worker.policy->decide(query);
     record.rule = decision.rule_name;
     record.action = policy::to_string(decision.action);
     switch (decision.action) {
@@ -322,6 +364,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             co_await relay_raw(*connection, std::move(already_read));
             co_return;
         case policy::Action::intercept: {
+            ++worker.counters.intercept_decisions;
             record.reason = "intercept by policy";
             // With no name at all (an in-path client that sent no SNI) only the chain can be
             // verified upstream; the leaf mirrors upstream's names and the client checks them

@@ -9,16 +9,25 @@
 #include <string>
 #include <unordered_map>
 
+#include "inspect/exchange.hpp"
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
 #include "pki/openssl_handles.hpp"
 #include "policy/policy.hpp"
+#include "record/chunk_writer.hpp"
 #include "record/connection_log.hpp"
 #include "relay/buffer_pool.hpp"
 #include "relay/connection_limits.hpp"
+#include "relay/counters.hpp"
 #include "tls/session_cache.hpp"
 
+namespace tlsgate::record {
+class FlowWriter;
+}
+
 namespace tlsgate::relay {
+
+struct PortalAssets;
 
 using Seconds = std::chrono::seconds;
 
@@ -30,10 +39,16 @@ struct Timeouts {
     Seconds idle{300};         // both directions quiet
 };
 
+// What is recorded beyond the connection log; each writer is null when off.
+struct Recording {
+    record::FlowWriter* flows = nullptr;  // HTTP flow records (SQLite, JSON lines)
+    record::ChunkWriter* pcap = nullptr;  // synthesized plaintext packets
+    inspect::DissectorOptions dissector;
+    bool inspects() const { return flows != nullptr || pcap != nullptr; }
+};
+
 // Read-only after start; shared by every worker.
 struct SharedState {
-    Timeouts timeouts;
-    std::shared_ptr<const policy::Policy> policy;
     pki::CertificateAuthority ca;
     std::string ca_spki_sha256;  // never trusted upstream
     record::ConnectionLog* connection_log = nullptr;
@@ -41,31 +56,8 @@ struct SharedState {
     std::unordered_map<std::string, IpAddress> static_hosts;
     bool spoof_source = false;  // applies to tproxy listeners
     ConnectionLimits* limits = nullptr;
-};
-
-// Every branch a connection can take is counted (exported as metrics by a later stage).
-struct Counters {
-    std::uint64_t accepted = 0;
-    std::uint64_t accept_failed = 0;
-    std::uint64_t refused_total_limit = 0;
-    std::uint64_t refused_client_limit = 0;
-    std::uint64_t intercepted = 0;
-    std::uint64_t passed_through = 0;
-    std::uint64_t blocked = 0;
-    std::uint64_t relayed_raw = 0;
-    std::uint64_t http_forwarded = 0;
-    std::uint64_t bad_request = 0;
-    std::uint64_t bad_client_hello = 0;
-    std::uint64_t bad_proxy_header = 0;
-    std::uint64_t client_hello_too_large = 0;
-    std::uint64_t upstream_connect_failed = 0;
-    std::uint64_t upstream_tls_failed = 0;
-    std::uint64_t upstream_verify_failed = 0;
-    std::uint64_t client_handshake_failed = 0;
-    std::uint64_t timeouts = 0;
-    std::uint64_t leaves_minted = 0;
-    std::uint64_t leaf_cache_hits = 0;
-    std::uint64_t upstream_resumed = 0;
+    Recording recording;
+    const PortalAssets* portal = nullptr;  // the install page, downloads, metrics, health
 };
 
 struct WorkerContext {
@@ -74,6 +66,10 @@ struct WorkerContext {
 
     int index;
     const SharedState& shared;
+    // What a reload (SIGHUP) changes: set on this worker's own thread, read without locks. A
+    // connection keeps the policy it was decided with.
+    std::shared_ptr<const policy::Policy> policy;
+    Timeouts timeouts;
     pki::SslCtxPtr upstream_context;
     pki::SslCtxPtr client_context;
     pki::EvpPkeyPtr leaf_key;
@@ -82,7 +78,6 @@ struct WorkerContext {
     BufferPool buffers;
     Counters counters;
     std::uint64_t next_connection = 0;
-    std::size_t open_connections = 0;
     bool accepting = true;
     // Last, so it is destroyed first: the connections it still holds record themselves into the
     // state above while they go.

@@ -327,6 +327,7 @@ def content(name, size):
     return random.Random(name).randbytes(size)
 
 
+BIG_FILE_SIZE = 200 * 1024 * 1024
 FILES = {"1k.bin": 1024, "64k.bin": 64 * 1024, "1m.bin": 1024 * 1024, "5m.bin": 5 * 1024 * 1024}
 
 
@@ -334,6 +335,7 @@ COMMON_LOCATIONS = """
         location = /proto {{ default_type text/plain; return 200 "$server_protocol $http2\\n"; }}
         location = /host {{ default_type text/plain; return 200 "$host $ssl_server_name\\n"; }}
         location /slow/ {{ alias {www}/; limit_rate {slow_rate}; }}
+        location /gz/ {{ alias {www}/; gzip on; gzip_types *; gzip_min_length 0; }}
         location /dav/ {{
             root {root};
             dav_methods PUT DELETE;
@@ -357,6 +359,9 @@ class Nginx:
         for name, size in FILES.items():
             with open(os.path.join(self.www, name), "wb") as f:
                 f.write(content(name, size))
+        # Sparse: a large download that costs no disk.
+        with open(os.path.join(self.www, "200m.bin"), "wb") as f:
+            f.truncate(BIG_FILE_SIZE)
         self.ports = {key: free_port() for key in TLS_ORIGINS}
         self.plain_port = free_port()
         self.conf = os.path.join(dirpath, "nginx.conf")
