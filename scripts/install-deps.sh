@@ -12,6 +12,7 @@ PACKAGES=(
   # real peers and tools for the tests
   openssl ca-certificates curl nginx-light haproxy python3 python3-cryptography iproute2 iptables
   procps tshark tcpdump python3-websockets chromium sslscan
+  python3-aiosmtpd dovecot-imapd dovecot-pop3d vsftpd
 )
 
 missing=()

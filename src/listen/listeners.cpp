@@ -20,6 +20,7 @@
 #include "listen/proxy_protocol.hpp"
 #include "listen/socks5_server.hpp"
 #include "relay/connection.hpp"
+#include "relay/dialogue_tunnel.hpp"
 
 namespace tlsgate::listen {
 
@@ -77,7 +78,7 @@ asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connectio
     }
     // Named arguments: GCC 12 mishandles temporaries inside co_await expressions.
     relay::TunnelTarget target{"", destination->port(), *connected};
-    co_await relay::run_tunnel(connection, std::move(already_read), std::move(target));
+    co_await relay::run_in_path_tunnel(connection, std::move(already_read), std::move(target));
 }
 
 // A listener with "+proxy" trusts the PROXY header (from HAProxy or a load balancer in front) for

@@ -34,6 +34,40 @@ nlohmann::json tls_leg(const TlsLeg& leg) {
     return object;
 }
 
+nlohmann::json mail_session(const MailRecord& mail) {
+    nlohmann::json object = {{"protocol", mail.protocol}};
+    if (mail.protocol == "ftp-data") {
+        object["control_connection"] = mail.ftp_control_id;
+        return object;
+    }
+    object["upgrade"] = mail.upgrade;
+    object["upgrade_offered"] = mail.upgrade_offered;
+    object["observed_inside_tls"] = mail.observed_inside_tls;
+    object["state"] = mail.state;
+    put_if(object, "dialogue_error", mail.dialogue_error);
+    put_if(object, "greeting_host", mail.greeting_host);
+    nlohmann::json commands = nlohmann::json::object();
+    for (const auto& [verb, count] : mail.commands) {
+        commands[verb] = count;
+    }
+    object["commands"] = std::move(commands);
+    if (mail.other_commands != 0) {
+        object["other_commands"] = mail.other_commands;
+    }
+    if (mail.protocol == "smtp") {
+        object["envelope"] = {{"mail_from", mail.mail_from},
+                              {"rcpt_to", mail.rcpt_to},
+                              {"sender_domains", mail.sender_domains}};
+        object["messages"] = mail.messages;
+        object["message_bytes"] = mail.message_bytes;
+        object["message_sizes"] = mail.message_sizes;
+    }
+    if (mail.protocol == "ftp") {
+        object["ftp_data_endpoints"] = mail.ftp_data_endpoints;
+    }
+    return object;
+}
+
 }  // namespace
 
 std::string to_json_line(const ConnectionRecord& record) {
@@ -72,6 +106,9 @@ std::string to_json_line(const ConnectionRecord& record) {
     }
     line["bytes_up"] = record.bytes_client_to_server;
     line["bytes_down"] = record.bytes_server_to_client;
+    if (record.mail) {
+        line["mail"] = mail_session(*record.mail);
+    }
     put_if(line, "error", record.error);
     // Names and paths come from the network: replace invalid UTF-8 instead of throwing.
     return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace tlsgate::record {
 
@@ -12,6 +14,29 @@ struct TlsLeg {
     std::string version;  // "TLSv1.3"; empty when no handshake completed
     std::string alpn;
     std::string cipher;
+};
+
+// A mail or FTP session (STARTTLS ports), or an FTP data connection: what the dialogue showed.
+// Verbs and counts only: never an argument that may hold a credential, never message content.
+struct MailRecord {
+    std::string protocol;          // smtp, imap, pop3, ftp; ftp-data for a passive data connection
+    std::string upgrade;           // none, upgraded, refused
+    bool upgrade_offered = false;  // the server advertised it (relayed as sent: never stripped)
+    bool observed_inside_tls = false;  // intercepted: the decrypted dialogue was followed too
+    std::string state;                 // where following the dialogue stopped
+    std::string dialogue_error;        // why it stopped, if it did
+    std::string greeting_host;         // the host the server's greeting named
+    std::vector<std::pair<std::string, std::uint64_t>> commands;  // verb, count; in order seen
+    std::uint64_t other_commands = 0;
+    // SMTP envelope and messages.
+    std::uint64_t mail_from = 0;
+    std::uint64_t rcpt_to = 0;
+    std::vector<std::string> sender_domains;
+    std::uint64_t messages = 0;
+    std::uint64_t message_bytes = 0;
+    std::vector<std::uint64_t> message_sizes;
+    std::uint64_t ftp_data_endpoints = 0;  // passive endpoints the control session announced
+    std::uint64_t ftp_control_id = 0;      // ftp-data: the control connection's id
 };
 
 struct ConnectionRecord {
@@ -39,6 +64,7 @@ struct ConnectionRecord {
     std::uint64_t http_requests = 0;    // plain HTTP requests forwarded on this connection
     std::uint64_t bytes_client_to_server = 0;
     std::uint64_t bytes_server_to_client = 0;
+    std::optional<MailRecord> mail;
     std::string error;
 };
 

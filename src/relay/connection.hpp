@@ -18,6 +18,8 @@
 
 namespace tlsgate::relay {
 
+class PlaintextObserver;  // relay/pump.hpp
+
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
     Connection(WorkerContext& worker, asio::ip::tcp::socket client, std::string listener);
@@ -51,6 +53,8 @@ public:
     record::ConnectionRecord record;
     // Watches the plaintext when recording is on (intercepted tunnels, forwarded plain HTTP).
     std::unique_ptr<ConnectionInspector> inspector;
+    // Shown the decrypted bytes once intercepted (a STARTTLS session's dialogue); not owned.
+    PlaintextObserver* plaintext_observer = nullptr;
 
 private:
     void wait_for_deadline();
@@ -70,6 +74,10 @@ struct TunnelTarget {
     std::string host;  // normalized host name or IP literal, may be empty
     std::uint16_t port = 0;
     std::optional<IpAddress> address;
+    // A name learned in-band (a STARTTLS greeting, the FTP control session of a data connection)
+    // for the policy when there is neither SNI nor host. Never verified upstream: it is the
+    // server's own claim, not a name the client asked for.
+    std::string name_hint;
 };
 
 // The tunnel's story once upstream TCP is connected: classify the first client bytes, decide,

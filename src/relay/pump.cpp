@@ -40,6 +40,11 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             co_return;
         }
         connection.touch();
+        if (connection.plaintext_observer != nullptr) {
+            // Before the write: a dialogue must see the server's answer before the client does.
+            connection.plaintext_observer->observe(direction.sender == inspect::Side::client,
+                                                   {(*buffer).data(), read.bytes});
+        }
         if (const auto error = co_await direction.to.write_all({(*buffer).data(), read.bytes})) {
             fail(connection, direction, "write: " + direction.to.error_text());
             co_return;

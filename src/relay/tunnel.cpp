@@ -345,8 +345,11 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
         sni = std::move(*normalized);
         record.sni = sni;
     }
-    // The SNI names the host when there is one; a CONNECT authority or the address otherwise.
-    const std::string& host = sni.empty() ? target.host : sni;
+    // The SNI names the host when there is one; a CONNECT authority, a name learned in-band or
+    // the address otherwise.
+    const std::string& host = !sni.empty()           ? sni
+                              : !target.host.empty() ? target.host
+                                                     : target.name_hint;
     query.host = host;
     const auto decision = worker.policy->decide(query);
     record.rule = decision.rule_name;
@@ -366,10 +369,11 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
         case policy::Action::intercept: {
             ++worker.counters.intercept_decisions;
             record.reason = "intercept by policy";
-            // With no name at all (an in-path client that sent no SNI) only the chain can be
-            // verified upstream; the leaf mirrors upstream's names and the client checks them
-            // against the name it had in mind, exactly as it would against the real server.
-            const std::string verify_name = host;
+            // With no name the client asked for (an in-path client that sent no SNI; a name
+            // learned in-band is only the server's claim) only the chain can be verified upstream;
+            // the leaf mirrors upstream's names and the client checks them against the name it had
+            // in mind, exactly as it would against the real server.
+            const std::string verify_name = sni.empty() ? target.host : sni;
             if (verify_name.empty()) {
                 record.reason = "intercept by policy (no SNI: chain verified, names mirrored)";
             }

@@ -268,6 +268,7 @@ class PKI:
         leaf("rsa", ["rsa.origin.test"], key=rsa.generate_private_key(65537, 2048),
              na=now + 30 * day)
         leaf("policy", POLICY_NAMES, cn="policy origin")
+        leaf("mail", ["mail.test", "pass.mail.test", "nostarttls.mail.test"])  # test_lab_mail
         # bad ones
         leaf("expired", ["expired.test"], nb=now - 60 * day, na=now - day)
         leaf("notyet", ["notyet.test"], nb=now + 30 * day, na=now + 60 * day)
