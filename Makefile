@@ -65,6 +65,7 @@ fuzz-smoke fuzz: deps $(FUZZ_BUILD)/build.ninja
 
 bench: build
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b --benchmark_min_time=0.2 || exit 1; done
+	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate /usr/bin/python3 bench/recording_bench.py
 
 bench-lab: build
 	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate ../shared/bench/run.sh -g direct,nginx-term,tlsgate,sslsplit,mitmproxy,squid

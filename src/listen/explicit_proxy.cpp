@@ -7,6 +7,7 @@
 
 #include "common/hostname.hpp"
 #include "inspect/http1.hpp"
+#include "relay/dialogue_tunnel.hpp"
 #include "relay/http_forward.hpp"
 
 namespace tlsgate::listen {
@@ -116,7 +117,7 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
     std::vector<std::uint8_t> tunnel_bytes(buffer.begin() + static_cast<long>(request.head_size),
                                            buffer.end());
     relay::TunnelTarget target{host, port, *connected};
-    co_await relay::run_tunnel(connection, std::move(tunnel_bytes), std::move(target));
+    co_await relay::run_in_path_tunnel(connection, std::move(tunnel_bytes), std::move(target));
 }
 
 }  // namespace tlsgate::listen

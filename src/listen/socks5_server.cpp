@@ -6,6 +6,7 @@
 #include <asio/write.hpp>
 
 #include "common/hostname.hpp"
+#include "relay/dialogue_tunnel.hpp"
 
 namespace tlsgate::listen {
 namespace {
@@ -127,7 +128,7 @@ asio::awaitable<void> serve_socks5(std::shared_ptr<relay::Connection> connection
         co_return;
     }
     relay::TunnelTarget target{host, port, *connected};
-    co_await relay::run_tunnel(connection, std::move(pending), std::move(target));
+    co_await relay::run_in_path_tunnel(connection, std::move(pending), std::move(target));
 }
 
 }  // namespace tlsgate::listen

@@ -14,7 +14,7 @@
 
 namespace tlsgate::relay {
 
-// For transparent, tproxy and PROXY-protocol listeners once upstream TCP is connected: a
+// For every listener once upstream TCP is connected (CONNECT and SOCKS5 too): a
 // STARTTLS port (classify::starttls_protocol_for_port) gets the dialogue, an expected FTP data
 // connection the name of its control session, anything else run_tunnel as before.
 asio::awaitable<void> run_in_path_tunnel(std::shared_ptr<Connection> connection,
