@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 ARGS        ?=
 FUZZ_SECONDS ?= 15
 
-.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean install
+.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean install soak
 
 all: build
 
@@ -66,6 +66,12 @@ fuzz-smoke fuzz: deps $(FUZZ_BUILD)/build.ninja
 bench: build
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b --benchmark_min_time=0.2 || exit 1; done
 	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate /usr/bin/python3 bench/recording_bench.py
+
+SOAK_SECONDS ?= 1800
+# Outside `make test`: the resilience soak alone (mixed load, RSS every 10 s, zero errors).
+soak: build
+	cd tests/integration && TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate \
+	  TLSGATE_SOAK_SECONDS=$(SOAK_SECONDS) /usr/bin/python3 -m unittest -v test_resilience.Soak
 
 bench-lab: build
 	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate ../shared/bench/run.sh -g direct,nginx-term,tlsgate,sslsplit,mitmproxy,squid

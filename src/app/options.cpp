@@ -62,6 +62,10 @@ Result<void> apply_timeouts(const toml::table& table, relay::Timeouts& timeouts)
             timeouts.handshake = value;
         } else if (key == "idle") {
             timeouts.idle = value;
+        } else if (key == "response_head") {
+            timeouts.response_head = value;
+        } else if (key == "total") {
+            timeouts.total = value;
         } else {
             return make_error("config: unknown key timeouts." + std::string(key.str()));
         }

@@ -96,7 +96,7 @@ asio::awaitable<void> serve_explicit(std::shared_ptr<relay::Connection> connecti
     if (!connected) {
         ++worker.counters.upstream_connect_failed;
         record.reason = connected.error();
-        co_await relay::send_proxy_error(*connection, 502, "Bad Gateway", connected.error());
+        co_await relay::send_upstream_failure(*connection, connected.error());
         co_return;
     }
     // Address rules (CIDRs) can only match once the name is resolved.

@@ -24,6 +24,16 @@ void abort_socket(tcp::socket& socket) {
     ::shutdown(socket.native_handle(), SHUT_RDWR);
 }
 
+void reset_socket(tcp::socket& socket) {
+    if (!socket.is_open()) {
+        return;
+    }
+    const linger hard{1, 0};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    std::error_code ignored;
+    socket.close(ignored);
+}
+
 namespace {
 
 asio::awaitable<std::error_code> wait_for_bytes(tcp::socket& socket) {

@@ -92,4 +92,8 @@ private:
 // holding a number the kernel has handed to another connection).
 void abort_socket(asio::ip::tcp::socket& socket);
 
+// Close with an RST (SO_LINGER 0): the peer sees an abort, not an orderly end. Only for plain
+// TCP sockets (no OpenSSL object refers to the descriptor).
+void reset_socket(asio::ip::tcp::socket& socket);
+
 }  // namespace tlsgate::relay

@@ -121,10 +121,22 @@ Connection::~Connection() {
     --worker.counters.open_connections;
 }
 
+bool is_upstream_phase(const char* phase) {
+    const std::string_view name = phase == nullptr ? "" : phase;
+    return name == "connect" || name == "upstream_handshake" || name == "response_head";
+}
+
 void Connection::arm_timeout(Clock::duration limit, const char* phase) {
     limit_ = limit;
     phase_ = phase;
     deadline_ = Clock::now() + limit;
+    // Until the relay starts, every phase also counts against the total: a connection that keeps
+    // each phase just under its own limit still ends.
+    if (std::string_view(phase) == "idle") {
+        relaying_ = true;
+    } else if (!relaying_) {
+        deadline_ = std::min(deadline_, started_ + worker.timeouts.total);
+    }
     if (!timer_running_) {
         wait_for_deadline();
     } else if (deadline_ < timer_.expiry()) {
@@ -157,7 +169,13 @@ void Connection::wait_for_deadline() {
         if (error != asio::error::operation_aborted && Clock::now() >= self->deadline_) {
             self->timed_out_phase_ = self->phase_;
             ++self->worker.counters.timeouts;
-            self->abort();
+            // Upstream was too slow: end only that side, so the client still gets an answer (a
+            // 504, a TLS alert) instead of a bare close.
+            if (is_upstream_phase(self->phase_)) {
+                abort_socket(self->upstream);
+            } else {
+                self->abort();
+            }
             return;
         }
         self->wait_for_deadline();

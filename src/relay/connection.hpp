@@ -65,8 +65,12 @@ private:
     const char* phase_ = "";
     const char* timed_out_phase_ = nullptr;
     bool timer_running_ = false;
+    bool relaying_ = false;  // the idle phase began once: the total cap no longer applies
     std::chrono::steady_clock::time_point started_;
 };
+
+// connect, upstream_handshake, response_head: the phases where upstream is the slow side.
+bool is_upstream_phase(const char* phase);
 
 // Where a tunnel goes: the name the client asked for (CONNECT authority; empty in transparent
 // mode) and the address already connected to.

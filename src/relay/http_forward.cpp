@@ -17,12 +17,17 @@ namespace {
 using asio::ip::tcp;
 
 // Appends what the socket has (up to 16 KiB) to `buffer`; false at end of stream or on error.
-asio::awaitable<bool> read_more(Connection& connection, tcp::socket& socket, std::string& buffer) {
+// `reset` (when given) says whether the peer aborted rather than ended.
+asio::awaitable<bool> read_more(Connection& connection, tcp::socket& socket, std::string& buffer,
+                                bool* reset = nullptr) {
     std::array<char, 16 * 1024> chunk;
     std::error_code error;
     const std::size_t n = co_await socket.async_read_some(
         asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
     if (error) {
+        if (reset != nullptr) {
+            *reset = error != asio::error::eof;
+        }
         co_return false;
     }
     connection.touch();
@@ -94,7 +99,14 @@ asio::awaitable<bool> forward_body(Connection& connection, inspect::Side sender,
                 co_return true;
             }
         }
-        if (!co_await read_more(connection, from, buffer)) {
+        bool reset = false;
+        if (!co_await read_more(connection, from, buffer, &reset)) {
+            if (reset && sender == inspect::Side::server) {
+                // A body that ends at close must not look complete when upstream aborted.
+                connection.record.error = "upstream reset inside a body";
+                reset_socket(connection.client);
+                co_return false;
+            }
             if (reader.finish_on_close()) {
                 if (connection.inspector) {
                     connection.inspector->end(sender);
@@ -148,6 +160,16 @@ asio::awaitable<void> send_proxy_error(Connection& connection, int status, std::
     co_await write_text(connection.client, response);
     std::error_code ignored;
     connection.client.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> send_upstream_failure(Connection& connection, const std::string& reason) {
+    if (connection.timed_out_phase() != nullptr) {
+        const std::string detail =
+            "upstream did not answer in time (" + std::string(connection.timed_out_phase()) + ")";
+        co_await send_proxy_error(connection, 504, "Gateway Timeout", detail);
+    } else {
+        co_await send_proxy_error(connection, 502, "Bad Gateway", reason);
+    }
 }
 
 asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
@@ -241,7 +263,7 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
             if (!connected) {
                 ++worker.counters.upstream_connect_failed;
                 record.reason = connected.error();
-                co_await send_proxy_error(*connection, 502, "Bad Gateway", connected.error());
+                co_await send_upstream_failure(*connection, connected.error());
                 co_return;
             }
             connected_authority = authority;
@@ -273,14 +295,17 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         }
 
         for (;;) {
+            connection->arm_timeout(worker.timeouts.response_head, "response_head");
             auto response = co_await read_head(
                 *connection, connection->upstream, upstream_buffer,
                 [](std::string_view text) { return http1::parse_response_head(text); });
+            connection->arm_timeout(worker.timeouts.idle, "idle");
             if (response.status != http1::ParseStatus::complete) {
-                if (record.http_requests == 1 || !response.error.empty()) {
+                if (record.http_requests == 1 || !response.error.empty() ||
+                    connection->timed_out_phase() != nullptr) {
                     record.error = "upstream answered no valid response: " + response.error;
-                    co_await send_proxy_error(*connection, 502, "Bad Gateway",
-                                              "upstream sent no valid HTTP response");
+                    co_await send_upstream_failure(*connection,
+                                                   "upstream sent no valid HTTP response");
                 }
                 co_return;
             }

@@ -9,6 +9,9 @@
 namespace tlsgate::relay {
 
 // Answers a request the proxy itself produces (400, 403, 502...), always closing afterwards.
+// 504 when the connect timed out, else 502, with the reason.
+asio::awaitable<void> send_upstream_failure(Connection& connection, const std::string& reason);
+
 asio::awaitable<void> send_proxy_error(Connection& connection, int status, std::string_view reason,
                                        std::string_view detail);
 

@@ -36,7 +36,15 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             if (connection.inspector) {
                 connection.inspector->end(direction.sender);
             }
-            co_await direction.to.shutdown_write(read.clean_end);
+            if (!read.clean_end) {
+                // A TLS peer that stops without close_notify has left (many clients close that
+                // way after their last response) or was cut off: end both sides now, so the
+                // other peer sees the same abrupt end and no half-closed pair waits for idle.
+                // Not an error in itself; a truncated exchange is in its flow record.
+                connection.abort();
+                co_return;
+            }
+            co_await direction.to.shutdown_write(true);
             co_return;
         }
         connection.touch();

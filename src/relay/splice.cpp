@@ -1,5 +1,7 @@
 #include "relay/splice.hpp"
 
+#include "relay/byte_stream.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,8 +60,19 @@ void fail(Connection& connection, const char* direction, const char* what, int e
     connection.abort();
 }
 
+// The sending side was reset: reset the receiving side too, so the abort stays visible (a FIN
+// would make a truncated transfer look complete).
+void pass_reset_on(Connection& connection, tcp::socket& to, const char* direction) {
+    if (connection.record.error.empty() && connection.timed_out_phase() == nullptr) {
+        connection.record.error = std::string(direction) + " read: connection reset";
+    }
+    reset_socket(to);
+    connection.abort();
+}
+
 asio::awaitable<void> splice_one_way(Connection& connection, tcp::socket& from, tcp::socket& to,
-                                     std::uint64_t& counter, const char* direction) {
+                                     std::uint64_t& counter, const char* direction,
+                                     bool first_bytes_start_idle) {
     Pipe pipe;
     if (!pipe.ok()) {
         fail(connection, direction, "pipe", errno);
@@ -79,12 +92,24 @@ asio::awaitable<void> splice_one_way(Connection& connection, tcp::socket& from, 
         if (in < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 if (!co_await wait(from, tcp::socket::wait_read)) {
+                    // Aborted (a timeout, the other direction's failure): end both sides, or
+                    // the other direction would wait on a peer that has nothing more to say.
+                    connection.abort();
                     co_return;
                 }
                 continue;
             }
-            fail(connection, direction, "read", errno);
+            if (errno == ECONNRESET) {
+                pass_reset_on(connection, to, direction);
+            } else {
+                fail(connection, direction, "read", errno);
+            }
             co_return;
+        }
+        if (first_bytes_start_idle) {
+            // The server answered the ClientHello: from now on only the idle limit applies.
+            first_bytes_start_idle = false;
+            connection.arm_timeout(connection.worker.timeouts.idle, "idle");
         }
         connection.touch();
         std::size_t left = static_cast<std::size_t>(in);
@@ -110,17 +135,22 @@ asio::awaitable<void> splice_one_way(Connection& connection, tcp::socket& from, 
 
 }  // namespace
 
-asio::awaitable<void> splice_both_ways(Connection& connection) {
+asio::awaitable<void> splice_both_ways(Connection& connection, bool awaiting_server_answer) {
     using namespace asio::experimental::awaitable_operators;
     std::error_code ignored;
     connection.client.non_blocking(true, ignored);
     connection.upstream.non_blocking(true, ignored);
     auto& record = connection.record;
-    connection.arm_timeout(connection.worker.timeouts.idle, "idle");
+    if (awaiting_server_answer) {
+        connection.arm_timeout(connection.worker.timeouts.handshake, "upstream_handshake");
+    } else {
+        connection.arm_timeout(connection.worker.timeouts.idle, "idle");
+    }
     co_await (splice_one_way(connection, connection.client, connection.upstream,
-                             record.bytes_client_to_server, "client->upstream") &&
+                             record.bytes_client_to_server, "client->upstream", false) &&
               splice_one_way(connection, connection.upstream, connection.client,
-                             record.bytes_server_to_client, "upstream->client"));
+                             record.bytes_server_to_client, "upstream->client",
+                             awaiting_server_answer));
     connection.disarm();
 }
 

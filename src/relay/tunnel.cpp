@@ -86,7 +86,8 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
     co_return parser.status();
 }
 
-asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t> already_read) {
+asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t> already_read,
+                                bool awaiting_server_answer) {
     if (!already_read.empty()) {
         TcpStream upstream(connection.upstream);
         if (auto error = co_await upstream.write_all(already_read)) {
@@ -96,7 +97,7 @@ asio::awaitable<void> relay_raw(Connection& connection, std::vector<std::uint8_t
         connection.record.bytes_client_to_server += already_read.size();
         std::vector<std::uint8_t>().swap(already_read);
     }
-    co_await splice_both_ways(connection);
+    co_await splice_both_ways(connection, awaiting_server_answer);
 }
 
 // Whether a failed client handshake was the client turning our certificate down: an alert that
@@ -199,7 +200,9 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
                 record.reason = "upstream TLS handshake failed: " + upstream.error_text();
             }
         }
-        if (connection.timed_out_phase() == nullptr) {
+        // Also when upstream timed out: the client learns the handshake failed, not just a close.
+        if (connection.timed_out_phase() == nullptr ||
+            is_upstream_phase(connection.timed_out_phase())) {
             co_await send_fatal_alert(connection, Alert::handshake_failure);
         }
         co_return;
@@ -313,7 +316,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             record.action = "passthrough";
             record.reason =
                 server_spoke_first ? "the server spoke first: relayed raw" : "not TLS: relayed raw";
-            co_await relay_raw(*connection, std::move(already_read));
+            co_await relay_raw(*connection, std::move(already_read), false);
             co_return;
         }
         case classify::HelloStatus::invalid:
@@ -364,7 +367,7 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             ++worker.counters.passed_through;
             record.reason = "passthrough by policy";
             parser_storage.reset();
-            co_await relay_raw(*connection, std::move(already_read));
+            co_await relay_raw(*connection, std::move(already_read), true);
             co_return;
         case policy::Action::intercept: {
             ++worker.counters.intercept_decisions;

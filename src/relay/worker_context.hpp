@@ -32,11 +32,13 @@ struct PortalAssets;
 using Seconds = std::chrono::seconds;
 
 struct Timeouts {
-    Seconds request_head{30};  // explicit proxy: the request line and headers
-    Seconds client_hello{10};  // from the tunnel's start to a complete ClientHello
-    Seconds connect{10};       // resolving and connecting upstream
-    Seconds handshake{10};     // each TLS handshake
-    Seconds idle{300};         // both directions quiet
+    Seconds request_head{30};   // explicit proxy: the request line and headers
+    Seconds client_hello{10};   // from the tunnel's start to a complete ClientHello
+    Seconds connect{10};        // resolving and connecting upstream
+    Seconds handshake{10};      // each TLS handshake
+    Seconds idle{300};          // both directions quiet
+    Seconds response_head{60};  // plain HTTP: the upstream's response head after the request
+    Seconds total{120};         // everything before the relay starts, whatever each phase took
 };
 
 // What is recorded beyond the connection log; each writer is null when off.

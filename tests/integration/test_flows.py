@@ -211,6 +211,8 @@ class FlowRecordingTest(unittest.TestCase):
         zeros = hashlib.sha256(bytes(harness.BIG_FILE_SIZE)).hexdigest()
         self.assertEqual(found[0]["response_sha256"], zeros)
         growth_mib = (peak[0] - before) / 1024
+        if "asan" in harness.BIN:
+            return  # ASan's quarantine holds freed memory: RSS says nothing there
         # bodies stream through: 200 MiB must not show up in the gateway's memory
         self.assertLess(growth_mib, 32, f"RSS grew {growth_mib:.1f} MiB during a 200 MiB download")
 

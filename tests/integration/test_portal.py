@@ -290,9 +290,15 @@ class OperationsTest(unittest.TestCase):
                              data_dir=os.path.join(d, "data"))
         gw.start()
         try:
-            with open(f"/proc/{gw.proc.pid}/status") as f:
-                status = f.read()
-            uid = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.M)
+            # the listeners are bound (port open) just before the drop: wait for it
+            deadline = time.monotonic() + harness.t(10)
+            while True:
+                with open(f"/proc/{gw.proc.pid}/status") as f:
+                    status = f.read()
+                uid = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.M)
+                if uid.group(1) != "0" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             self.assertEqual(uid.group(1), str(65534), status)
             self.assertEqual(uid.group(2), str(65534))
             self.assertRegex(status, r"CapEff:\s+0+\n")
