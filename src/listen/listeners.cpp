@@ -62,6 +62,15 @@ asio::awaitable<void> serve_in_path(std::shared_ptr<relay::Connection> connectio
     const auto destination = announced              ? announced
                              : mode == Mode::tproxy ? std::optional<tcp::endpoint>(local)
                                                     : original_destination(connection->client);
+    // REDIRECT of a connection to the router's own address on port 80: the client asked for the
+    // gateway itself (the operator's DNS points tlsgate.local here), so the portal answers.
+    if (!error && destination && !announced && mode == Mode::transparent &&
+        destination->address() == local.address() && destination->port() == 80 &&
+        connection->worker.shared.portal != nullptr) {
+        std::string text(already_read.begin(), already_read.end());
+        co_await serve_portal(std::move(connection), std::move(text));
+        co_return;
+    }
     if (error || !destination || *destination == listener ||
         (!announced && mode == Mode::transparent && *destination == local)) {
         record.error = "no original destination (a direct connection to the in-path listener?)";

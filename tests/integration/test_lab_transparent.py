@@ -488,6 +488,21 @@ with socket.create_connection(({ORIGIN_IP!r}, 443), timeout=20) as raw:
         self.assertEqual(r.returncode, 35, r.stderr)
         self.assertIn(b"alert", r.stderr.lower())
 
+    def test_the_router_answers_tlsgate_local_with_the_portal(self):
+        # the operator's DNS points tlsgate.local at the router; REDIRECT brings it to the gateway
+        r = self.curl("http://tlsgate.local/", "--resolve", f"tlsgate.local:80:{ROUTER_CLIENT_IP}",
+                      "-A", "Mozilla/5.0 (Linux; Android 14)")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(self.ca_path, "rb") as f:
+            ca = harness.x509.load_pem_x509_certificate(f.read())
+        fingerprint = ":".join(f"{b:02X}" for b in ca.fingerprint(harness.hashes.SHA256()))
+        self.assertIn(f'id="ca-fingerprint-sha256">{fingerprint}<'.encode(), r.stdout)
+        self.assertIn(b'<section id="platform-android"', r.stdout)
+        r = self.curl("http://tlsgate.local/cert/tlsgate-ca.pem", "--resolve",
+                      f"tlsgate.local:80:{ROUTER_CLIENT_IP}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, open(self.ca_path, "rb").read())
+
     def test_plain_http_is_relayed_raw(self):
         r = self.curl("http://plain.test/1k.bin", "-o", "-")
         self.assertEqual(r.returncode, 0, r.stderr)
