@@ -34,22 +34,26 @@ void BodyRecorder::start(std::size_t capture_limit) {
 }
 
 void BodyRecorder::add(std::span<const char> payload) {
-    if (!started_) start(0);
-    if (payload.empty()) return;
+    if (!started_)
+        start(0);
+    if (payload.empty())
+        return;
     EVP_DigestUpdate(hash_->context, payload.data(), payload.size());
     size_ += payload.size();
     if (captured_.size() < capture_limit_) {
         const std::size_t room = capture_limit_ - captured_.size();
         const std::size_t take = payload.size() < room ? payload.size() : room;
         captured_.append(payload.data(), take);
-        if (take < payload.size()) truncated_ = true;
+        if (take < payload.size())
+            truncated_ = true;
     } else if (capture_limit_ > 0) {
         truncated_ = true;
     }
 }
 
 void BodyRecorder::finish_into(BodySummary& summary) {
-    if (!started_) start(0);
+    if (!started_)
+        start(0);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
     EVP_DigestFinal_ex(hash_->context, digest, &length);

@@ -50,11 +50,11 @@ struct HttpExchange {
     std::optional<Clock::time_point> response_start;  // first byte of the (final) response
     Clock::time_point end{};  // the later of request and response end, or when abandoned
     std::string method;
-    std::string scheme;     // "https" (HTTP/1 inside TLS, or :scheme), "http" for plain
-    std::string authority;  // Host or :authority
-    std::string path;       // request-target (origin form) or :path
-    int status = 0;         // final status; 0 when no response arrived
-    std::string reason;     // HTTP/1 reason phrase
+    std::string scheme;              // "https" (HTTP/1 inside TLS, or :scheme), "http" for plain
+    std::string authority;           // Host or :authority
+    std::string path;                // request-target (origin form) or :path
+    int status = 0;                  // final status; 0 when no response arrived
+    std::string reason;              // HTTP/1 reason phrase
     std::vector<int> informational;  // 1xx statuses that preceded the final response
     std::vector<HeaderField> request_headers;
     std::vector<HeaderField> response_headers;

@@ -11,10 +11,9 @@ constexpr std::string_view kHttp2Preface = kHttp2ClientPreface;
 constexpr std::size_t kLongestMethod = 20;
 
 bool is_token_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '!' || c == '#' || c == '$' || c == '%' ||
-           c == '&' || c == '\'' || c == '*' || c == '+' || c == '^' || c == '`' || c == '|' ||
-           c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '!' || c == '#' || c == '$' || c == '%' || c == '&' ||
+           c == '\'' || c == '*' || c == '+' || c == '^' || c == '`' || c == '|' || c == '~';
 }
 
 enum class Verdict { need_more, http1, http2, other };
@@ -26,7 +25,8 @@ Verdict sniff(std::string_view bytes) {
     }
     // A request line starts with a method token and a space (empty lines before it are allowed).
     std::size_t start = 0;
-    while (start < bytes.size() && (bytes[start] == '\r' || bytes[start] == '\n')) ++start;
+    while (start < bytes.size() && (bytes[start] == '\r' || bytes[start] == '\n'))
+        ++start;
     for (std::size_t i = start; i < bytes.size(); ++i) {
         if (bytes[i] == ' ') {
             return i > start ? Verdict::http1 : Verdict::other;
@@ -63,22 +63,26 @@ void SniffingDissector::start_http2() {
 void SniffingDissector::feed(Side side, std::span<const char> bytes, Clock::time_point now) {
     if (chosen_) {
         chosen_->feed(side, bytes, now);
-        if (chosen_->failed() && failure_.empty()) failure_ = chosen_->failure();
+        if (chosen_->failed() && failure_.empty())
+            failure_ = chosen_->failure();
         return;
     }
-    if (protocol_ == "none" || bytes.empty()) return;
+    if (protocol_ == "none" || bytes.empty())
+        return;
     if (side == Side::server) {
         // The server spoke first: not HTTP.
         protocol_ = "none";
         sniffed_.clear();
         return;
     }
-    if (sniffed_.empty()) first_client_byte_ = now;
+    if (sniffed_.empty())
+        first_client_byte_ = now;
     const std::size_t take = std::min(bytes.size(), kHttp2Preface.size() - sniffed_.size());
     sniffed_.append(bytes.data(), take);
     switch (sniff(sniffed_)) {
         case Verdict::need_more:
-            if (take == bytes.size()) return;
+            if (take == bytes.size())
+                return;
             // More bytes than the preface and still undecided cannot happen: sniff decides by
             // then. Treat it as not HTTP to stay safe.
             protocol_ = "none";
@@ -98,20 +102,23 @@ void SniffingDissector::feed(Side side, std::span<const char> bytes, Clock::time
     sniffed_.clear();
     chosen_->feed(Side::client, held, first_client_byte_);
     chosen_->feed(Side::client, bytes.subspan(take), now);
-    if (chosen_->failed() && failure_.empty()) failure_ = chosen_->failure();
+    if (chosen_->failed() && failure_.empty())
+        failure_ = chosen_->failure();
 }
 
 void SniffingDissector::end(Side side, Clock::time_point now) {
     if (chosen_) {
         chosen_->end(side, now);
-        if (chosen_->failed() && failure_.empty()) failure_ = chosen_->failure();
+        if (chosen_->failed() && failure_.empty())
+            failure_ = chosen_->failure();
     }
 }
 
 void SniffingDissector::finish(Clock::time_point now) {
     if (chosen_) {
         chosen_->finish(now);
-        if (chosen_->failed() && failure_.empty()) failure_ = chosen_->failure();
+        if (chosen_->failed() && failure_.empty())
+            failure_ = chosen_->failure();
     }
 }
 
