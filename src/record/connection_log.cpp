@@ -31,6 +31,9 @@ nlohmann::json tls_leg(const TlsLeg& leg) {
     put_if(object, "version", leg.version);
     put_if(object, "alpn", leg.alpn);
     put_if(object, "cipher", leg.cipher);
+    if (leg.resumed) {
+        object["resumed"] = true;
+    }
     return object;
 }
 

@@ -14,6 +14,7 @@ struct TlsLeg {
     std::string version;  // "TLSv1.3"; empty when no handshake completed
     std::string alpn;
     std::string cipher;
+    bool resumed = false;  // an abbreviated handshake resuming an earlier session
 };
 
 // A mail or FTP session (STARTTLS ports), or an FTP data connection: what the dialogue showed.

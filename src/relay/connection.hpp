@@ -1,6 +1,7 @@
 #pragma once
 // One client connection: its sockets, its record, and the single watchdog that enforces
 // whichever timeout the current phase has (ClientHello, connect, handshake, idle).
+#include <openssl/ssl.h>
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -55,6 +56,13 @@ public:
     std::unique_ptr<ConnectionInspector> inspector;
     // Shown the decrypted bytes once intercepted (a STARTTLS session's dialogue); not owned.
     PlaintextObserver* plaintext_observer = nullptr;
+    // The upstream leg's TLS while an intercepted relay runs (not owned): an FTP control session
+    // lends its session to the data connections it announces.
+    SSL* intercepted_upstream = nullptr;
+    // A session the upstream handshake must resume instead of the worker's cached one: FTP
+    // servers that require TLS session reuse accept a data connection only if it resumes the
+    // control connection's session.
+    std::shared_ptr<SSL_SESSION> upstream_session_to_resume;
 
 private:
     void wait_for_deadline();

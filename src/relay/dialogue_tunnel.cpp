@@ -113,11 +113,25 @@ private:
         }
         const auto& sni = connection_.record.sni;
         FtpDataExpectation expectation{sni.empty() ? greeting_name() : sni, sni,
-                                       connection_.record.id};
+                                       connection_.record.id, resumable_upstream_session()};
         auto& registry = FtpDataRegistry::process();
         for (const auto& endpoint : endpoints) {
             registry.expect(*target_.address, endpoint.port, connection_.client_ip, expectation);
         }
+    }
+
+    // The newest session of the control connection's upstream leg (with TLS 1.3, the ticket
+    // that followed the handshake), if it can be resumed.
+    std::shared_ptr<SSL_SESSION> resumable_upstream_session() const {
+        if (connection_.intercepted_upstream == nullptr) {
+            return nullptr;
+        }
+        std::shared_ptr<SSL_SESSION> session(SSL_get1_session(connection_.intercepted_upstream),
+                                             SSL_SESSION_free);
+        if (!session || SSL_SESSION_is_resumable(session.get()) != 1) {
+            return nullptr;
+        }
+        return session;
     }
 
     Connection& connection_;
@@ -333,6 +347,7 @@ asio::awaitable<void> run_in_path_tunnel(std::shared_ptr<Connection> connection,
             record::MailRecord mail;
             mail.protocol = "ftp-data";
             mail.ftp_control_id = expected->control_id;
+            connection->upstream_session_to_resume = std::move(expected->upstream_session);
             connection->record.mail = std::move(mail);
         }
     }

@@ -11,10 +11,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
+
+#include <openssl/ssl.h>
 
 #include "common/ip.hpp"
 
@@ -24,6 +27,9 @@ struct FtpDataExpectation {
     std::string host;              // for the policy: the control session's SNI or in-band name
     std::string verify_name;       // the control session's SNI (verified there), or empty
     std::uint64_t control_id = 0;  // the control connection's record id
+    // The control connection's upstream TLS session, for servers that require data connections
+    // to resume it (vsftpd's require_ssl_reuse, the default there); empty if it had none.
+    std::shared_ptr<SSL_SESSION> upstream_session;
 };
 
 class FtpDataRegistry {

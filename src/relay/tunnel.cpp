@@ -182,7 +182,12 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     // Declared before the stream that points at it, so it outlives the SSL object.
     const std::string session_key = verify_name + '\n' + sni + '\n' + record.destination_address;
     tls::UpstreamSessionCache::remember_as(upstream_ssl.get(), &session_key);
-    worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
+    if (connection.upstream_session_to_resume) {
+        // Verified in full on the control connection, for the same name and server.
+        SSL_set_session(upstream_ssl.get(), connection.upstream_session_to_resume.get());
+    } else {
+        worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
+    }
     TlsStream upstream(connection.upstream, std::move(upstream_ssl), TlsStream::Role::client);
     connection.arm_timeout(timeouts.handshake, "upstream_handshake");
     if (co_await upstream.handshake()) {
@@ -208,7 +213,8 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         co_return;
     }
     record.upstream_tls = {tls::version_name(upstream.ssl()), tls::selected_alpn(upstream.ssl()),
-                           SSL_get_cipher_name(upstream.ssl())};
+                           SSL_get_cipher_name(upstream.ssl()),
+                           SSL_session_reused(upstream.ssl()) == 1};
 
     // A resumed session was verified in full (chain, name, own-CA check) when it was made, for
     // this same name and address; it carries the certificate but not the chain.
@@ -274,12 +280,17 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     }
     tls::set_mirrored_alpn(client.ssl(), nullptr);
     record.client_tls = {tls::version_name(client.ssl()), tls::selected_alpn(client.ssl()),
-                         SSL_get_cipher_name(client.ssl())};
+                         SSL_get_cipher_name(client.ssl()), SSL_session_reused(client.ssl()) == 1};
     ++worker.counters.intercepted;
     if (worker.shared.recording.inspects()) {
         connection.inspector =
             std::make_unique<ConnectionInspector>(connection, record.client_tls.alpn, "https");
     }
+    struct LendUpstream {  // only while `upstream` lives
+        Connection& connection;
+        ~LendUpstream() { connection.intercepted_upstream = nullptr; }
+    } lend{connection};
+    connection.intercepted_upstream = upstream.ssl();
     co_await relay_both_ways(connection, client, upstream);
 }
 

@@ -7,9 +7,9 @@ The same shape as test_lab_transparent.py, in namespaces of its own:
 
 Real servers from Debian packages on the origin: aiosmtpd (STARTTLS on 25 and 587, required on
 587; implicit TLS on 465; a second instance without TLS on .11:25), Dovecot (IMAP 143/993, POP3
-110/995) and vsftpd (anonymous FTP with TLS required on control and data, passive mode; its
-require_ssl_reuse is off: an interceptor's data connection cannot resume the control session's
-upstream TLS session). Real clients on the client side:
+110/995) and vsftpd (anonymous FTP with TLS required on control and data, passive mode, and its default
+require_ssl_reuse: a data connection must resume the control connection's TLS session, which the
+gateway does on its upstream leg). Real clients on the client side:
 curl, openssl s_client, Python's smtplib and ftplib. The gateway intercepts by default and passes
 pass.mail.test through.
 
@@ -99,7 +99,7 @@ allow_anon_ssl=YES
 force_anon_logins_ssl=YES
 force_anon_data_ssl=YES
 ssl_enable=YES
-require_ssl_reuse=NO
+require_ssl_reuse=YES
 ssl_ciphers=HIGH
 rsa_cert_file={cert}
 rsa_private_key_file={key}
@@ -606,6 +606,8 @@ with smtplib.SMTP("nostarttls.mail.test", 25, timeout=20) as s:
         self.assertEqual(data["mail"]["control_connection"], control["id"], data)
         self.assertEqual(data["action"], "intercept", data)
         self.assertIn("version", data["client_tls"], data)
+        # vsftpd's require_ssl_reuse: the data connection resumed the control session upstream
+        self.assertTrue(data["upstream_tls"].get("resumed"), data)
 
     def test_ftp_data_without_sni_gets_the_control_sessions_name(self):
         # Connecting by address: Python sends no SNI on either connection. The control session is
@@ -633,6 +635,7 @@ assert out.getvalue() == open({os.path.join(self.dir, "ftp", "file.bin")!r}, "rb
         data = self.new_lines(mark, lambda l: l.get("mail", {}).get("protocol") == "ftp-data")[0]
         self.assertEqual(data["mail"]["control_connection"], control["id"], data)
         self.assertEqual(data["action"], "intercept", data)
+        self.assertTrue(data["upstream_tls"].get("resumed"), data)
 
 
 if __name__ == "__main__":
