@@ -151,6 +151,12 @@ Result<std::string> check_options(RunOptions options) {
     if (!policy) {
         return make_error("policy: " + policy.error());
     }
+    pki::KnownRoots interception_roots;
+    for (const auto& file : options.interception_root_files) {
+        if (auto added = interception_roots.add_file(file); !added) {
+            return make_error("interception_roots: " + added.error());
+        }
+    }
     std::string listening;
     for (const auto& spec : options.listeners) {
         listening += (listening.empty() ? "" : ", ") + spec.to_string();
@@ -189,7 +195,14 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
         return 1;
     }
     shared.ca = std::move(*ca);
-    shared.ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
+    shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
+    shared.upstream_checks.interception_roots = pki::KnownRoots::with_builtins();
+    for (const auto& file : options.interception_root_files) {
+        if (auto added = shared.upstream_checks.interception_roots.add_file(file); !added) {
+            spdlog::error("interception_roots: {}", added.error());
+            return 1;
+        }
+    }
     auto policy = load_policy(options);
     if (!policy) {
         spdlog::error("policy: {}", policy.error());

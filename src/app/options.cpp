@@ -176,13 +176,15 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             (key == "data_dir" ? options.data_dir
              : key == "ca_dir" ? options.ca_dir
                                : options.connection_log) = relative(*text);
-        } else if (key == "upstream_ca") {
+        } else if (key == "upstream_ca" || key == "interception_roots") {
             auto files = string_list(node, key);
             if (!files) {
                 return make_error(files.error());
             }
+            auto& list =
+                key == "upstream_ca" ? options.upstream_ca_files : options.interception_root_files;
             for (const auto& f : *files) {
-                options.upstream_ca_files.push_back(relative(f).string());
+                list.push_back(relative(f).string());
             }
         } else if (key == "spoof_source") {
             auto flag = node.value<bool>();

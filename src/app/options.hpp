@@ -34,6 +34,9 @@ struct RunOptions {
     std::filesystem::path data_dir;             // default: ~/.local/share/tlsgate
     std::filesystem::path ca_dir;               // default: the data dir
     std::vector<std::string> upstream_ca_files;
+    // More keys known to be used for interception ("SPKI-SHA256-HEX NAME" lines), refused in
+    // upstream chains like the built-in ones.
+    std::vector<std::string> interception_root_files;
     bool system_trust = true;
     std::string policy_file;
     std::optional<policy::PolicyConfig> inline_policy;  // a [policy] table in the config file

@@ -12,9 +12,9 @@
 
 #include "app/options.hpp"
 #include "pki/ca.hpp"
+#include "pki/known_roots.hpp"
 #include "probe/classify.hpp"
 #include "probe/handshake.hpp"
-#include "probe/known_roots.hpp"
 #include "probe/report.hpp"
 #include "probe/target.hpp"
 

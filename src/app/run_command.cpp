@@ -14,6 +14,7 @@ struct RunFlags {
     std::vector<std::string> listen;
     std::string ca_dir, data_dir, policy, log, log_level;
     std::vector<std::string> upstream_ca;
+    std::vector<std::string> interception_roots;
     int workers = -1;
     bool no_system_trust = false;
     std::vector<std::string> resolve;
@@ -49,6 +50,9 @@ Result<RunOptions> options_from(const RunFlags& flags) {
         options.data_dir = flags.data_dir;
     if (!flags.ca_dir.empty())
         options.ca_dir = flags.ca_dir;
+    for (const auto& file : flags.interception_roots) {
+        options.interception_root_files.push_back(file);
+    }
     for (const auto& file : flags.upstream_ca) {
         options.upstream_ca_files.push_back(file);
     }
@@ -95,6 +99,9 @@ void add_run_command(CLI::App& app, int& status) {
     run->add_option("--ca-dir", flags->ca_dir, "CA directory (default: the data dir)");
     run->add_option("--upstream-ca", flags->upstream_ca,
                     "Extra PEM bundle to trust upstream, repeatable (added to the system store)");
+    run->add_option("--interception-roots", flags->interception_roots,
+                    "More keys refused in upstream chains, as known interception roots: lines "
+                    "\"SPKI-SHA256-HEX NAME\", repeatable");
     run->add_flag("--no-system-trust", flags->no_system_trust,
                   "Trust only --upstream-ca bundles upstream, not the system store");
     run->add_option("--policy", flags->policy, "Policy TOML file (default: intercept everything)")

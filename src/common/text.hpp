@@ -18,6 +18,21 @@ constexpr bool equals_ignoring_case(std::string_view a, std::string_view b) {
     return true;
 }
 
+constexpr bool is_ascii_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// `text` without leading and trailing ASCII white space.
+constexpr std::string_view trim_ascii_space(std::string_view text) {
+    while (!text.empty() && is_ascii_space(text.front())) {
+        text.remove_prefix(1);
+    }
+    while (!text.empty() && is_ascii_space(text.back())) {
+        text.remove_suffix(1);
+    }
+    return text;
+}
+
 // The value of one hexadecimal digit, or -1.
 constexpr int hex_value(char c) {
     if (c >= '0' && c <= '9')

@@ -26,12 +26,18 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "pki/known_roots.hpp"
 #include "pki/openssl_handles.hpp"
-#include "probe/known_roots.hpp"
 #include "probe/observation.hpp"
 #include "probe/target.hpp"
 
 namespace tlsgate::probe {
+
+// The gateway refuses upstream chains that end at these roots; the probe names them.
+using pki::builtin_known_roots;
+using pki::KnownRoot;
+using pki::KnownRoots;
+using pki::read_certificate_file;
 
 enum class Status { clean, intercepted, invalid, blocked, no_tls, error };
 inline constexpr Status kAllStatuses[] = {Status::clean,   Status::intercepted, Status::invalid,

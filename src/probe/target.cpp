@@ -5,19 +5,10 @@
 #include <charconv>
 
 #include "common/hostname.hpp"
+#include "common/text.hpp"
 
 namespace tlsgate::probe {
 namespace {
-
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
 
 bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
     return text.size() >= prefix.size() &&
@@ -87,7 +78,7 @@ std::string Target::text() const {
 }
 
 Result<Target> parse_target(std::string_view text) {
-    text = trim(text);
+    text = trim_ascii_space(text);
     if (starts_with_ignoring_case(text, "https://")) {
         text.remove_prefix(8);
         text = text.substr(0, text.find_first_of("/?#"));
@@ -128,7 +119,7 @@ Result<std::vector<Target>> parse_target_list(std::string_view text) {
         auto line = text.substr(0, end);
         text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
         ++line_number;
-        line = trim(line.substr(0, line.find('#')));
+        line = trim_ascii_space(line.substr(0, line.find('#')));
         if (line.empty()) {
             continue;
         }
@@ -162,7 +153,7 @@ std::string ProxyUrl::text() const {
 }
 
 Result<ProxyUrl> parse_proxy_url(std::string_view text) {
-    const std::string whole(trim(text));
+    const std::string whole(trim_ascii_space(text));
     std::string_view rest = whole;
     if (const auto scheme = rest.find("://"); scheme != std::string_view::npos) {
         if (!starts_with_ignoring_case(rest, "http://")) {

@@ -59,9 +59,22 @@ enum class ClientRejection : std::uint8_t {
 std::string_view to_string(ClientRejection reason);
 
 // Upstream verification failures, by the reason the connection log records.
-inline constexpr std::array<std::string_view, 10> kVerifyReasons = {
-    "expired",  "not_yet_valid",  "self_signed",   "untrusted_root", "wrong_host",
-    "weak_key", "weak_signature", "invalid_chain", "own_ca",         "other"};
+inline constexpr std::array<std::string_view, 16> kVerifyReasons = {"expired",
+                                                                    "not_yet_valid",
+                                                                    "self_signed",
+                                                                    "untrusted_root",
+                                                                    "wrong_host",
+                                                                    "weak_key",
+                                                                    "weak_signature",
+                                                                    "bad_signature",
+                                                                    "not_a_ca",
+                                                                    "name_constraints",
+                                                                    "unknown_critical_extension",
+                                                                    "invalid_chain",
+                                                                    "own_ca",
+                                                                    "known_interception_root",
+                                                                    "revoked",
+                                                                    "other"};
 std::size_t verify_reason_index(std::string_view code);
 
 enum class ListenerKind : std::uint8_t {

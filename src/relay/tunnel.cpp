@@ -18,6 +18,7 @@
 #include "relay/pump.hpp"
 #include "relay/splice.hpp"
 #include "tls/contexts.hpp"
+#include "tls/upstream_checks.hpp"
 
 namespace tlsgate::relay {
 namespace {
@@ -235,14 +236,14 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     record.upstream_subject = pki::one_line_name(X509_get_subject_name(upstream_cert));
     record.upstream_issuer = pki::one_line_name(X509_get_issuer_name(upstream_cert));
     record.upstream_sha256 = fingerprint;
-    // An interceptor that trusted its own CA upstream would launder its own forgeries.
-    if (!resumed && pki::spki_sha256_hex(sk_X509_value(chain, sk_X509_num(chain) - 1)) ==
-                        worker.shared.ca_spki_sha256) {
+    if (const auto refused =
+            resumed ? std::nullopt
+                    : tls::check_verified_chain(upstream.ssl(), worker.shared.upstream_checks)) {
         worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;
-        ++worker.counters.upstream_verify_by_reason[verify_reason_index("own_ca")];
-        record.upstream_verify_error = "own_ca";
-        record.reason = "upstream chain ends at tlsgate's own CA";
+        ++worker.counters.upstream_verify_by_reason[verify_reason_index(refused->code)];
+        record.upstream_verify_error = refused->code;
+        record.reason = "upstream certificate rejected: " + refused->detail;
         co_await send_fatal_alert(connection, Alert::handshake_failure);
         co_return;
     }

@@ -20,6 +20,7 @@
 #include "relay/connection_limits.hpp"
 #include "relay/counters.hpp"
 #include "tls/session_cache.hpp"
+#include "tls/upstream_checks.hpp"
 
 namespace tlsgate::record {
 class FlowWriter;
@@ -52,7 +53,7 @@ struct Recording {
 // Read-only after start; shared by every worker.
 struct SharedState {
     pki::CertificateAuthority ca;
-    std::string ca_spki_sha256;  // never trusted upstream
+    tls::ChainChecks upstream_checks;  // own CA, known interception roots, stapled revocation
     record::ConnectionLog* connection_log = nullptr;
     // Static name -> address overrides consulted before DNS (labs and tests, like curl --resolve).
     std::unordered_map<std::string, IpAddress> static_hosts;

@@ -122,6 +122,8 @@ Result<pki::SslCtxPtr> make_upstream_context(const UpstreamTrust& trust) {
     }
     X509_VERIFY_PARAM* param = SSL_CTX_get0_param(context.get());
     X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT);
+    // Ask for a stapled OCSP response, as browsers do: one that says revoked is refused.
+    SSL_CTX_set_tlsext_status_type(context.get(), TLSEXT_STATUSTYPE_ocsp);
     // Sessions are resumed by the caller's own per-worker cache, never shared across threads.
     SSL_CTX_set_session_cache_mode(context.get(), SSL_SESS_CACHE_OFF);
     return context;
@@ -215,10 +217,22 @@ VerifyFailure classify_verify_result(long verify_result) {
         case X509_V_ERR_CA_MD_TOO_WEAK:
             return {"weak_signature", detail};
         case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-        case X509_V_ERR_INVALID_CA:
+        case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+        case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+            return {"bad_signature", detail};
+        case X509_V_ERR_INVALID_CA:  // CA:FALSE, no basicConstraints, or an X.509v1 intermediate
+            return {"not_a_ca", detail};
+        case X509_V_ERR_PERMITTED_VIOLATION:
+        case X509_V_ERR_EXCLUDED_VIOLATION:
+        case X509_V_ERR_SUBTREE_MINMAX:
+        case X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE:
+        case X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX:
+        case X509_V_ERR_UNSUPPORTED_NAME_SYNTAX:
+            return {"name_constraints", detail};
+        case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
+            return {"unknown_critical_extension", detail};
         case X509_V_ERR_INVALID_PURPOSE:
         case X509_V_ERR_PATH_LENGTH_EXCEEDED:
-        case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
             return {"invalid_chain", detail};
         default:
             return {"other", detail};

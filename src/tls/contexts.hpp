@@ -39,8 +39,11 @@ std::vector<std::string> relayable_alpn(const std::vector<std::string>& client_o
 
 // Why upstream verification failed, as a stable code for records and metrics plus OpenSSL's text.
 struct VerifyFailure {
-    std::string code;  // expired, not_yet_valid, self_signed, untrusted_root, wrong_host,
-                       // weak_key, weak_signature, invalid_chain, own_ca, other
+    // expired, not_yet_valid, self_signed, untrusted_root, wrong_host, weak_key,
+    // weak_signature, bad_signature, not_a_ca, name_constraints, unknown_critical_extension,
+    // invalid_chain, other; and from check_verified_chain: own_ca, known_interception_root,
+    // revoked
+    std::string code;
     std::string detail;
 };
 VerifyFailure classify_verify_result(long verify_result);

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "pki/ca.hpp"
+#include "pki/known_roots.hpp"
 #include "pki/mint.hpp"
 #include "probe/classify.hpp"
-#include "probe/known_roots.hpp"
 #include "probe/report.hpp"
 #include "probe/target.hpp"
 
@@ -198,14 +198,14 @@ TEST(ProbeKnownRootsTest, BuiltInsIncludeTheKazakhInterceptionRoots) {
     ASSERT_NE(isca, nullptr);
     EXPECT_NE(isca->name.find("ISCA"), std::string::npos);
     for (const auto& root : roots.entries()) {
-        EXPECT_EQ(normalize_spki_hex(root.spki_sha256), root.spki_sha256) << root.name;
+        EXPECT_EQ(pki::normalize_spki_hex(root.spki_sha256), root.spki_sha256) << root.name;
         EXPECT_EQ(root.source, "built-in");
         EXPECT_FALSE(root.name.empty());
     }
 }
 
 TEST(ProbeKnownRootsTest, ParsesFileLines) {
-    auto roots = parse_known_roots(
+    auto roots = pki::parse_known_roots(
         "# corporate boxes\n"
         "AB:CD:" +
             std::string(60, 'E') +
@@ -220,10 +220,10 @@ TEST(ProbeKnownRootsTest, ParsesFileLines) {
     EXPECT_EQ((*roots)[0].source, "extra.txt");
     EXPECT_FALSE((*roots)[1].name.empty());
 
-    auto bad = parse_known_roots(std::string(64, 'a') + " fine\nxyz nope\n", "bad.txt");
+    auto bad = pki::parse_known_roots(std::string(64, 'a') + " fine\nxyz nope\n", "bad.txt");
     ASSERT_FALSE(bad.ok());
     EXPECT_NE(bad.error().find("bad.txt:2"), std::string::npos) << bad.error();
-    EXPECT_FALSE(parse_known_roots(std::string(63, 'a'), "short.txt").ok());
+    EXPECT_FALSE(pki::parse_known_roots(std::string(63, 'a'), "short.txt").ok());
 }
 
 TEST(ProbeKnownRootsTest, LaterEntryRenamesTheSameKey) {
@@ -295,7 +295,7 @@ TEST_F(ClassifyTest, KnownInterceptionRootIsInterceptedEvenWhenTrusted) {
     // verifies, and the key still gives it away.
     ASSERT_EQ(X509_STORE_add_cert(trust_.store.get(), interceptor_.cert.get()), 1);
     const auto spki = pki::spki_sha256_hex(interceptor_.cert.get());
-    auto listed = parse_known_roots(spki + " Example national interception root", "list.txt");
+    auto listed = pki::parse_known_roots(spki + " Example national interception root", "list.txt");
     ASSERT_TRUE(listed.ok());
     trust_.known.add((*listed)[0]);
     Leaf leaf = make_leaf(interceptor_, {"example.test"});

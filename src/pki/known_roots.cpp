@@ -1,4 +1,4 @@
-#include "probe/known_roots.hpp"
+#include "pki/known_roots.hpp"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -8,22 +8,13 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/text.hpp"
 #include "pki/ca.hpp"
 
-namespace tlsgate::probe {
+namespace tlsgate::pki {
 namespace {
 
 using BioPtr = std::unique_ptr<BIO, pki::OpenSslDeleter<BIO_free>>;
-
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
 
 Result<std::string> read_file(const std::filesystem::path& file) {
     std::ifstream stream(file, std::ios::binary);
@@ -85,7 +76,7 @@ Result<std::vector<KnownRoot>> parse_known_roots(std::string_view text, std::str
     std::size_t line_number = 0;
     while (!text.empty()) {
         const auto end = text.find('\n');
-        auto line = trim(text.substr(0, end));
+        auto line = trim_ascii_space(text.substr(0, end));
         text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
         ++line_number;
         if (line.empty() || line.front() == '#') {
@@ -99,7 +90,8 @@ Result<std::vector<KnownRoot>> parse_known_roots(std::string_view text, std::str
                               ": expected 64 hex digits (an SPKI SHA-256), got \"" +
                               std::string(hex_text) + "\"");
         }
-        std::string name(space == std::string_view::npos ? "" : trim(line.substr(space)));
+        std::string name(space == std::string_view::npos ? ""
+                                                         : trim_ascii_space(line.substr(space)));
         if (name.empty()) {
             name = "known interception root " + hex->substr(0, 16) + "...";
         }
@@ -175,4 +167,4 @@ const KnownRoot* KnownRoots::find(std::string_view spki_sha256) const {
     return nullptr;
 }
 
-}  // namespace tlsgate::probe
+}  // namespace tlsgate::pki

@@ -3,7 +3,8 @@
 // key, not the certificate: browsers distrust by key, so a re-issued certificate with the same
 // key still matches). Built in: the entries below, each confirmed against the certificate
 // Chromium keeps in net/data/ssl/blocklist/. Extendable from files and with the local tlsgate CA,
-// so an operator's own gateway is recognised by name.
+// so an operator's own gateway is recognised by name. The probe names them in what it observes;
+// the gateway refuses an upstream chain that contains one.
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -13,7 +14,7 @@
 #include "common/result.hpp"
 #include "pki/openssl_handles.hpp"
 
-namespace tlsgate::probe {
+namespace tlsgate::pki {
 
 struct KnownRoot {
     std::string spki_sha256;  // 64 lower-case hex digits
@@ -55,4 +56,4 @@ private:
     std::vector<pki::X509Ptr> certificates_;
 };
 
-}  // namespace tlsgate::probe
+}  // namespace tlsgate::pki
