@@ -9,6 +9,7 @@
 
 #include "app/flows_command.hpp"
 #include "app/options.hpp"
+#include "app/passthrough_command.hpp"
 #include "app/run_command.hpp"
 #ifdef TLSGATE_WITH_PROBE
 #include "app/probe_command.hpp"
@@ -155,6 +156,7 @@ int run_cli(int argc, char** argv) {
 add_run_command(app, status);
 add_check_config_command(app, status);
 add_flows_command(app, status);
+add_passthrough_command(app, status);
 #ifdef TLSGATE_WITH_PROBE
 add_probe_command(app, status);
 #endif

@@ -11,7 +11,9 @@
 #include <chrono>
 #include <thread>
 
+#include "app/control_socket.hpp"
 #include "app/metrics.hpp"
+#include "app/passthrough_command.hpp"
 #include "app/privileges.hpp"
 #include "app/recording.hpp"
 #include "listen/listeners.hpp"
@@ -280,6 +282,21 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
         !dropped) {
         spdlog::error("{}", dropped.error());
         return 1;
+    }
+
+    // Learned exemptions and the control socket that shows and clears them.
+    std::unique_ptr<policy::AutoPassthrough> auto_passthrough;
+    if (options.auto_passthrough) {
+        auto_passthrough =
+            std::make_unique<policy::AutoPassthrough>(options.auto_passthrough_settings);
+        shared.auto_passthrough = auto_passthrough.get();
+    }
+    auto control = ControlSocket::open(options.data_dir / kControlSocketFile,
+                                       [learned = auto_passthrough.get()](auto command) {
+                                           return answer_passthrough_command(command, learned);
+                                       });
+    if (!control) {
+        spdlog::warn("{} (tlsgate passthrough will not reach this gateway)", control.error());
     }
 
     std::atomic<int> running{worker_count};

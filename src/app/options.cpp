@@ -44,6 +44,37 @@ Result<std::vector<std::string>> string_list(const toml::node& node, const std::
     return values;
 }
 
+Result<void> apply_auto_passthrough(const toml::table& table, RunOptions& options) {
+    auto& settings = options.auto_passthrough_settings;
+    for (const auto& [key, node] : table) {
+        const std::string name(key.str());
+        if (name == "enabled") {
+            auto flag = node.value<bool>();
+            if (!flag) {
+                return make_error("config: auto_passthrough.enabled must be true or false");
+            }
+            options.auto_passthrough = *flag;
+            continue;
+        }
+        const auto number = node.value<std::int64_t>();
+        if (!number || *number <= 0 || *number > 30 * 86400) {
+            return make_error("config: auto_passthrough." + name +
+                              " must be a positive number (seconds, or a count for failures)");
+        }
+        if (name == "failures") {
+            settings.failures = static_cast<std::uint32_t>(*number);
+        } else if (name == "window") {
+            settings.window = std::chrono::seconds(*number);
+        } else if (name == "duration") {
+            settings.duration = std::chrono::seconds(*number);
+        } else {
+            return make_error("config: unknown key auto_passthrough." + name +
+                              " (enabled, failures, window, duration)");
+        }
+    }
+    return {};
+}
+
 Result<void> apply_timeouts(const toml::table& table, relay::Timeouts& timeouts) {
     for (const auto& [key, node] : table) {
         const auto seconds = node.value<std::int64_t>();
@@ -237,6 +268,17 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
                 return make_error("config: 'user' must be a user name");
             }
             options.user = *text;
+        } else if (key == "auto_passthrough") {
+            // `auto_passthrough = true` alone, or a table with the details
+            if (auto flag = node.value<bool>()) {
+                options.auto_passthrough = *flag;
+            } else if (const auto* table = node.as_table()) {
+                if (auto applied = apply_auto_passthrough(*table, options); !applied) {
+                    return applied;
+                }
+            } else {
+                return make_error("config: 'auto_passthrough' must be true, false or a table");
+            }
         } else if (key == "portal") {
             const auto* table = node.as_table();
             if (table == nullptr) {

@@ -9,6 +9,7 @@
 #include "common/result.hpp"
 #include "listen/listen_spec.hpp"
 #include "listen/socks5.hpp"
+#include "policy/auto_passthrough.hpp"
 #include "policy/policy.hpp"
 #include "relay/worker_context.hpp"
 
@@ -52,6 +53,9 @@ struct RunOptions {
     std::size_t max_connections = 0;  // 0: unlimited (descriptors are the bound)
     std::size_t max_connections_per_client = 0;  // 0: unlimited
     RecordOptions record;
+    // [auto_passthrough]: learn exemptions for hosts whose clients refuse the minted certificate.
+    bool auto_passthrough = false;
+    policy::AutoPassthroughSettings auto_passthrough_settings;
     std::string user;  // drop privileges to this user after binding (when started as root)
     // [portal]: who operates the gateway, shown on the install page.
     std::string portal_operator, portal_contact, portal_notice;

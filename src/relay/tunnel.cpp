@@ -9,12 +9,14 @@
 #include <asio/write.hpp>
 #include <variant>
 
+#include <spdlog/spdlog.h>
 #include "classify/client_hello.hpp"
 #include "common/hostname.hpp"
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
 #include "relay/byte_stream.hpp"
 #include "relay/connection.hpp"
+
 #include "relay/pump.hpp"
 #include "relay/splice.hpp"
 #include "tls/contexts.hpp"
@@ -272,6 +274,14 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         if (const auto rejection = client_rejection(client)) {
             ++worker.counters.client_rejections[static_cast<std::size_t>(*rejection)];
             record.client_rejection = std::string(to_string(*rejection));
+            if (*rejection != ClientRejection::other && worker.shared.auto_passthrough != nullptr &&
+                worker.shared.auto_passthrough->record_rejection(client_name)) {
+                spdlog::info(
+                    "auto passthrough: {} is passed through for {} s after {} refusals "
+                    "of the minted certificate",
+                    client_name, worker.shared.auto_passthrough->settings().duration.count(),
+                    worker.shared.auto_passthrough->settings().failures);
+            }
         }
         if (connection.timed_out_phase() == nullptr) {
             record.reason = "client handshake failed (does the client trust the tlsgate CA?): " +
@@ -366,7 +376,14 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
                               : !target.host.empty() ? target.host
                                                      : target.name_hint;
     query.host = host;
-    const auto decision = worker.policy->decide(query);
+    auto decision = worker.policy->decide(query);
+    const bool learned_exemption = decision.action == policy::Action::intercept &&
+                                   worker.shared.auto_passthrough != nullptr &&
+                                   worker.shared.auto_passthrough->exempt(host);
+    if (learned_exemption) {
+        decision.action = policy::Action::passthrough;
+        decision.rule_name = "auto_passthrough";
+    }
     record.rule = decision.rule_name;
     record.action = policy::to_string(decision.action);
     switch (decision.action) {
@@ -377,7 +394,10 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
             co_return;
         case policy::Action::passthrough:
             ++worker.counters.passed_through;
-            record.reason = "passthrough by policy";
+            record.reason = learned_exemption
+                                ? "passthrough learned: clients refused the minted certificate "
+                                  "for this host (tlsgate passthrough list)"
+                                : "passthrough by policy";
             parser_storage.reset();
             co_await relay_raw(*connection, std::move(already_read), true);
             co_return;

@@ -13,6 +13,7 @@
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
 #include "pki/openssl_handles.hpp"
+#include "policy/auto_passthrough.hpp"
 #include "policy/policy.hpp"
 #include "record/chunk_writer.hpp"
 #include "record/connection_log.hpp"
@@ -61,6 +62,8 @@ struct SharedState {
     ConnectionLimits* limits = nullptr;
     Recording recording;
     const PortalAssets* portal = nullptr;  // the install page, downloads, metrics, health
+    // Hosts learned from clients that refuse the minted certificate; null when off.
+    policy::AutoPassthrough* auto_passthrough = nullptr;
 };
 
 struct WorkerContext {

@@ -623,6 +623,17 @@ class Gateway:
 # clients
 
 
+def start_gateway(w, config="", **kwargs):
+    """A started Gateway, with `config` (TOML text) as its --config file when given."""
+    gw = Gateway(w, **kwargs)
+    if config:
+        path = os.path.join(gw.dir, "config.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        gw.argv += ["--config", path]
+    return gw.start()
+
+
 def curl(gw, *args, timeout=60, cacert=None):
     """curl through the gateway's proxy. Returns CompletedProcess (bytes)."""
     argv = [CURL, "-sS", "--max-time", str(int(t(timeout))), "--proxy", gw.proxy]

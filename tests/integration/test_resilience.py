@@ -111,14 +111,7 @@ def percentile(values, p):
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def start_gateway(w, config="", **kwargs):
-    gw = harness.Gateway(w, **kwargs)
-    if config:
-        path = os.path.join(gw.dir, "resilience.toml")
-        with open(path, "w") as f:
-            f.write(config)
-        gw.argv += ["--config", path]
-    return gw.start()
+start_gateway = harness.start_gateway
 
 
 def alive_or_diag(testcase, gw):
