@@ -197,6 +197,12 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
         return 1;
     }
     shared.ca = std::move(*ca);
+    auto rsa_leaf_key = pki::generate_leaf_key(pki::LeafKeyKind::rsa_2048);
+    if (!rsa_leaf_key) {
+        spdlog::error("{}", rsa_leaf_key.error());
+        return 1;
+    }
+    shared.rsa_leaf_key = std::move(*rsa_leaf_key);
     shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
     shared.upstream_checks.interception_roots = pki::KnownRoots::with_builtins();
     for (const auto& file : options.interception_root_files) {

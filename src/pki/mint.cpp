@@ -355,8 +355,14 @@ Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
     return cert;
 }
 
-Result<EvpPkeyPtr> generate_leaf_key() {
-    EvpPkeyPtr key(EVP_EC_gen("P-256"));
+LeafKeyKind leaf_key_kind_for(X509* upstream) {
+    const EVP_PKEY* key = X509_get0_pubkey(upstream);
+    return key != nullptr && EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? LeafKeyKind::rsa_2048
+                                                                       : LeafKeyKind::ec_p256;
+}
+
+Result<EvpPkeyPtr> generate_leaf_key(LeafKeyKind kind) {
+    EvpPkeyPtr key(kind == LeafKeyKind::rsa_2048 ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256"));
     if (!key) {
         return openssl_failure("cannot generate a leaf key");
     }

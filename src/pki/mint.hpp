@@ -45,8 +45,13 @@ Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, s
 Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
                           const CertificateAuthority& ca);
 
-// A fresh ECDSA P-256 key (the leaf key; never the CA key).
-Result<EvpPkeyPtr> generate_leaf_key();
+// Leaves follow upstream's key class where it is strong: an RSA upstream gets an RSA-2048 leaf
+// (clients that chose the server for RSA keep working), anything else ECDSA P-256.
+enum class LeafKeyKind { ec_p256, rsa_2048 };
+LeafKeyKind leaf_key_kind_for(X509* upstream);
+// A fresh leaf key of that kind (never the CA key). RSA-2048 with e = 65537 takes tens of
+// milliseconds: generated once at start, not per connection.
+Result<EvpPkeyPtr> generate_leaf_key(LeafKeyKind kind = LeafKeyKind::ec_p256);
 // 16 random bytes from OpenSSL's CSPRNG.
 std::array<std::uint8_t, 16> random_serial();
 

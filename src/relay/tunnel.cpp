@@ -128,6 +128,12 @@ std::optional<ClientRejection> client_rejection(const TlsStream& client) {
 
 // A cached leaf is reused only for the same verified upstream certificate and the same SNI, so a
 // later bad upstream is never masked: verification happens on every connection before this.
+EVP_PKEY* leaf_key_for(const WorkerContext& worker, X509* upstream_cert) {
+    return pki::leaf_key_kind_for(upstream_cert) == pki::LeafKeyKind::rsa_2048
+               ? worker.shared.rsa_leaf_key.get()
+               : worker.leaf_key.get();
+}
+
 pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::string& fingerprint,
                       const std::string& client_name) {
     auto& worker = connection.worker;
@@ -144,7 +150,7 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
         connection.record.error = "cannot mirror the upstream certificate: " + properties.error();
         return nullptr;
     }
-    auto leaf = pki::mint_leaf(*properties, worker.leaf_key.get(), worker.shared.ca);
+    auto leaf = pki::mint_leaf(*properties, leaf_key_for(worker, upstream_cert), worker.shared.ca);
     if (!leaf) {
         connection.record.error = "minting failed: " + leaf.error();
         return nullptr;
@@ -258,7 +264,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     }
     pki::SslPtr client_ssl(SSL_new(worker.client_context.get()));
     if (!client_ssl || SSL_use_certificate(client_ssl.get(), leaf.get()) != 1 ||
-        SSL_use_PrivateKey(client_ssl.get(), worker.leaf_key.get()) != 1 ||
+        SSL_use_PrivateKey(client_ssl.get(), leaf_key_for(worker, upstream_cert)) != 1 ||
         SSL_set_max_proto_version(client_ssl.get(), SSL_version(upstream.ssl())) != 1) {
         record.error = "client TLS setup: " + pki::last_openssl_error();
         co_await send_fatal_alert(connection, Alert::handshake_failure);

@@ -62,6 +62,8 @@ struct SharedState {
     ConnectionLimits* limits = nullptr;
     Recording recording;
     const PortalAssets* portal = nullptr;  // the install page, downloads, metrics, health
+    // The leaf key for RSA upstreams, shared by every worker (signing with it is read-only).
+    pki::EvpPkeyPtr rsa_leaf_key;
     // Hosts learned from clients that refuse the minted certificate; null when off.
     policy::AutoPassthrough* auto_passthrough = nullptr;
 };
@@ -78,7 +80,7 @@ struct WorkerContext {
     Timeouts timeouts;
     pki::SslCtxPtr upstream_context;
     pki::SslCtxPtr client_context;
-    pki::EvpPkeyPtr leaf_key;
+    pki::EvpPkeyPtr leaf_key;  // ECDSA P-256, for every upstream but RSA ones
     pki::LeafCache leaf_cache;
     tls::UpstreamSessionCache upstream_sessions{4096};
     BufferPool buffers;

@@ -9,7 +9,7 @@ import unittest
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import harness
@@ -104,7 +104,11 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual(harness.san_names(leaf), ["rsa.origin.test"])
         self.assertLessEqual(leaf.not_valid_after, origin.cert.not_valid_after,
                              "notAfter no later than upstream's")
-        self.assertEqual(leaf.public_key().curve.name, "secp256r1", "P-256 even for RSA origins")
+        key = leaf.public_key()
+        self.assertIsInstance(key, rsa.RSAPublicKey, "an RSA origin gets an RSA leaf")
+        self.assertEqual(key.key_size, 2048)
+        self.assertEqual(key.public_numbers().e, 65537)
+        self.assertNotEqual(harness.spki_der(key), harness.spki_der(origin.cert.public_key()))
 
     def test_different_names_get_different_serials(self):
         a, _ = self.minted_leaf(host="origin.test")
