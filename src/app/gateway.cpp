@@ -36,25 +36,55 @@ std::string default_ca_subject() {
            pki::format_time_utc(std::time(nullptr)).substr(0, 10) + ",O=tlsgate interception";
 }
 
-Result<pki::CertificateAuthority> load_or_create_ca(const std::filesystem::path& dir) {
-    const bool has_cert = std::filesystem::exists(dir / pki::kCaCertFile);
-    const bool has_key = std::filesystem::exists(dir / pki::kCaKeyFile);
+// One CA's pair of files in `dir`, created with `subject` when neither exists.
+Result<pki::CertificateAuthority> load_or_create_ca(const std::filesystem::path& dir,
+                                                    pki::CaFileNames files,
+                                                    const std::string& subject,
+                                                    std::string_view what) {
+    const bool has_cert = std::filesystem::exists(dir / files.cert);
+    const bool has_key = std::filesystem::exists(dir / files.key);
     if (!has_cert && !has_key) {
-        auto ca = pki::create_ca(default_ca_subject(), pki::KeyType::ec_p256);
+        auto ca = pki::create_ca(subject, pki::KeyType::ec_p256);
         if (!ca) {
-            return make_error("cannot create the CA: " + ca.error());
+            return make_error("cannot create the " + std::string(what) + ": " + ca.error());
         }
-        if (auto saved = pki::save_ca(*ca, dir, false); !saved) {
+        if (auto saved = pki::save_ca(*ca, dir, false, files); !saved) {
             return make_error(saved.error());
         }
-        spdlog::info("created a new CA for this installation in {}", dir.string());
+        spdlog::info("created a new {} for this installation in {}", what, dir.string());
         return ca;
     }
     // A key others can read is a key others may have copied: refuse rather than intercept with it.
-    if (auto problem = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
+    if (auto problem = pki::key_file_permission_warning(dir / files.key)) {
         return make_error("refusing to start: " + *problem);
     }
-    return pki::load_ca(dir);
+    return pki::load_ca(dir, files);
+}
+
+// The real CA and, beside it, the untrusted one that signs stand-ins for refused upstream
+// certificates. The untrusted CA is only useful while nothing trusts it: it must never be the
+// real CA under another name.
+Result<void> load_certificate_authorities(const std::filesystem::path& dir,
+                                          relay::SharedState& shared) {
+    auto ca = load_or_create_ca(dir, {}, default_ca_subject(), "CA");
+    if (!ca) {
+        return make_error(ca.error());
+    }
+    auto untrusted = load_or_create_ca(dir, pki::kUntrustedCaFiles, pki::kUntrustedCaSubject,
+                                       "untrusted CA (never to be installed anywhere)");
+    if (!untrusted) {
+        return make_error(untrusted.error());
+    }
+    shared.ca = std::move(*ca);
+    shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
+    shared.untrusted_ca = std::move(*untrusted);
+    if (pki::spki_sha256_hex(shared.untrusted_ca.cert.get()) ==
+        shared.upstream_checks.own_ca_spki_sha256) {
+        return make_error("refusing to start: " + (dir / pki::kUntrustedCaKeyFile).string() +
+                          " holds the same key as the CA; remove both untrusted-ca files to "
+                          "have a new untrusted CA generated");
+    }
+    return {};
 }
 
 Result<std::shared_ptr<const policy::Policy>> load_policy(const RunOptions& options) {
@@ -145,6 +175,24 @@ void reload(const std::function<Result<RunOptions>()>& read_options,
         "continue (listeners, data dir, CA and recording change only with a restart)");
 }
 
+// What a client sees of a refused upstream certificate, by default and where rules differ.
+std::string describe_upstream_error_actions(const policy::Policy& policy) {
+    const auto default_action = policy.default_upstream_error_action();
+    std::string text = "on_upstream_error = \"" + std::string(policy::to_string(default_action)) +
+                       "\"" +
+                       (default_action == policy::UpstreamErrorAction::mirror
+                            ? " (bad upstream certificates: the client gets a stand-in from the "
+                              "untrusted CA and its own warning)"
+                            : " (bad upstream certificates: the client gets a fatal TLS alert)");
+    for (const std::string_view rule : policy.rules_overriding_upstream_error_action()) {
+        const auto other = default_action == policy::UpstreamErrorAction::mirror
+                               ? policy::UpstreamErrorAction::block
+                               : policy::UpstreamErrorAction::mirror;
+        text += "; rule \"" + std::string(rule) + "\": " + policy::to_string(other);
+    }
+    return text;
+}
+
 }  // namespace
 
 Result<std::string> check_options(RunOptions options) {
@@ -163,7 +211,7 @@ Result<std::string> check_options(RunOptions options) {
     for (const auto& spec : options.listeners) {
         listening += (listening.empty() ? "" : ", ") + spec.to_string();
     }
-    return "configuration OK: " + listening;
+    return "configuration OK: " + listening + "\n" + describe_upstream_error_actions(**policy);
 }
 
 int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_options) {
@@ -191,19 +239,16 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
     for (const auto& [name, address] : options.static_hosts) {
         shared.static_hosts[name] = address;
     }
-    auto ca = load_or_create_ca(options.ca_dir);
-    if (!ca) {
-        spdlog::error("{}", ca.error());
+    if (auto loaded = load_certificate_authorities(options.ca_dir, shared); !loaded) {
+        spdlog::error("{}", loaded.error());
         return 1;
     }
-    shared.ca = std::move(*ca);
     auto rsa_leaf_key = pki::generate_leaf_key(pki::LeafKeyKind::rsa_2048);
     if (!rsa_leaf_key) {
         spdlog::error("{}", rsa_leaf_key.error());
         return 1;
     }
     shared.rsa_leaf_key = std::move(*rsa_leaf_key);
-    shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
     shared.upstream_checks.interception_roots = pki::KnownRoots::with_builtins();
     for (const auto& file : options.interception_root_files) {
         if (auto added = shared.upstream_checks.interception_roots.add_file(file); !added) {

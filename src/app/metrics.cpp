@@ -120,6 +120,19 @@ std::string render_metrics(const MetricsSources& sources) {
                 {{"reason", relay::kVerifyReasons[i]}});
     }
 
+    const auto upstream_error_action = [&](std::string_view action, auto pick) {
+        counter("tlsgate_upstream_error_actions_total",
+                "What clients got for refused upstream certificates (on_upstream_error)", pick,
+                {{"action", action}});
+    };
+    upstream_error_action(
+        "mirror", [](const Counters& c) -> const Counter& { return c.upstream_errors_mirrored; });
+    upstream_error_action(
+        "block", [](const Counters& c) -> const Counter& { return c.upstream_errors_blocked; });
+    counter("tlsgate_mirror_pages_total",
+            "Explanation pages sent to clients that went ahead over a mirrored session",
+            [](const Counters& c) -> const Counter& { return c.mirror_pages_served; });
+
     counter("tlsgate_certificate_cache_hits_total", "Minted leaves reused from the cache",
             [](const Counters& c) -> const Counter& { return c.leaf_cache_hits; });
     counter("tlsgate_certificate_cache_misses_total", "Leaves not in the cache (then minted)",

@@ -570,12 +570,13 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
     return CertificateAuthority{std::move(cert), std::move(*key)};
 }
 
-Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force) {
+Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
+                     CaFileNames files) {
     if (!ca.cert || !ca.key) {
         return make_error("save_ca: the CA has no certificate or no key");
     }
-    const fs::path cert_path = dir / kCaCertFile;
-    const fs::path key_path = dir / kCaKeyFile;
+    const fs::path cert_path = dir / files.cert;
+    const fs::path key_path = dir / files.key;
     auto key_pem = private_key_pem(ca.key.get());
     if (!key_pem) {
         return make_error(key_pem.error());
@@ -624,8 +625,8 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
     return {};
 }
 
-Result<CertificateAuthority> load_ca(const std::filesystem::path& dir) {
-    return read_ca_files(dir / kCaCertFile, dir / kCaKeyFile);
+Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files) {
+    return read_ca_files(dir / files.cert, dir / files.key);
 }
 
 Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,

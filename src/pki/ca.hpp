@@ -1,6 +1,8 @@
 #pragma once
 // The installation's own certificate authority: created fresh per installation, stored as
 // DIR/ca.pem and DIR/ca.key (PEM, key mode 0600), shown, exported for devices and imported.
+// Beside it, the untrusted CA (DIR/untrusted-ca.pem, .key): it signs the stand-ins for upstream
+// certificates that failed verification, and is never offered, exported or installed anywhere.
 #include <ctime>
 #include <filesystem>
 #include <optional>
@@ -20,6 +22,18 @@ struct CertificateAuthority {
 
 inline constexpr const char* kCaCertFile = "ca.pem";
 inline constexpr const char* kCaKeyFile = "ca.key";
+inline constexpr const char* kUntrustedCaCertFile = "untrusted-ca.pem";
+inline constexpr const char* kUntrustedCaKeyFile = "untrusted-ca.key";
+// Whoever finds it in a certificate viewer learns what it is for.
+inline constexpr const char* kUntrustedCaSubject =
+    "CN=tlsgate untrusted upstream - do not install,O=tlsgate interception";
+
+// Which pair of files in the CA directory: the real CA's by default.
+struct CaFileNames {
+    const char* cert = kCaCertFile;
+    const char* key = kCaKeyFile;
+};
+inline constexpr CaFileNames kUntrustedCaFiles{kUntrustedCaCertFile, kUntrustedCaKeyFile};
 
 // subject: "CN=...,O=..." (comma-separated RDNs, most specific first as in RFC 4514, so the
 // certificate stores them in reverse and summarize() prints the same string back; "\," escapes a
@@ -29,11 +43,13 @@ inline constexpr const char* kCaKeyFile = "ca.key";
 // `validity_days` (1..36500).
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
                                        int validity_days = 3650);
-// Writes ca.pem (0644) and ca.key (0600, unencrypted PKCS#8, created exclusively). Refuses when
-// either exists ("... exists; use --force"), unless `force`: then both are written to temporary
-// files and renamed over the old ones. Creates `dir` (0700) if missing.
-Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force);
-Result<CertificateAuthority> load_ca(const std::filesystem::path& dir);
+// Writes ca.pem (0644) and ca.key (0600, unencrypted PKCS#8, created exclusively), or the pair
+// `files` names. Refuses when either exists ("... exists; use --force"), unless `force`: then
+// both are written to temporary files and renamed over the old ones. Creates `dir` (0700) if
+// missing.
+Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
+                     CaFileNames files = {});
+Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files = {});
 // Reads a CA certificate and key from any files (PEM or DER; encrypted keys are refused rather than
 // prompting), checks the key matches and the certificate is a CA (basicConstraints CA:TRUE,
 // keyCertSign when keyUsage is present). Errors name the file.

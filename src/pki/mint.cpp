@@ -144,9 +144,13 @@ Result<void> append_sni(std::string_view sni, CertProperties& properties) {
     return {};
 }
 
+bool has_san_names(const CertProperties& properties) {
+    return !properties.dns_names.empty() || !properties.ip_addresses.empty();
+}
+
 Result<void> check_properties(const CertProperties& properties) {
-    if (properties.dns_names.empty() && properties.ip_addresses.empty()) {
-        return make_error("a leaf certificate needs at least one DNS name or IP address");
+    if (!has_san_names(properties) && properties.common_name.empty()) {
+        return make_error("a leaf certificate needs a common name, a DNS name or an IP address");
     }
     if (properties.not_after <= properties.not_before) {
         return make_error("the leaf validity period is empty (notAfter <= notBefore)");
@@ -236,13 +240,8 @@ bool same_key(EVP_PKEY* a, EVP_PKEY* b) {
     return equal;
 }
 
-}  // namespace
-
-Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
-                                         const std::array<std::uint8_t, 16>& serial) {
-    if (upstream == nullptr) {
-        return make_error("mirror_properties: no upstream certificate");
-    }
+// The names of `upstream` (first CN and the SANs a leaf may carry), with `serial`.
+Result<CertProperties> copy_names(X509* upstream, const std::array<std::uint8_t, 16>& serial) {
     CertProperties properties;
     properties.serial = serial;
     auto common_name = first_common_name(upstream);
@@ -253,6 +252,21 @@ Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, s
     if (auto copied = copy_subject_alt_names(upstream, properties); !copied) {
         return make_error(copied.error());
     }
+    return properties;
+}
+
+}  // namespace
+
+Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
+                                         const std::array<std::uint8_t, 16>& serial) {
+    if (upstream == nullptr) {
+        return make_error("mirror_properties: no upstream certificate");
+    }
+    auto named = copy_names(upstream, serial);
+    if (!named) {
+        return named;
+    }
+    CertProperties& properties = *named;
     if (auto appended = append_sni(sni, properties); !appended) {
         return make_error(appended.error());
     }
@@ -273,7 +287,30 @@ Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, s
         return make_error("the upstream certificate expired at " +
                           format_time_utc(*upstream_not_after));
     }
-    return properties;
+    return named;
+}
+
+Result<CertProperties> untrusted_mirror_properties(X509* upstream,
+                                                   const std::array<std::uint8_t, 16>& serial) {
+    if (upstream == nullptr) {
+        return make_error("untrusted_mirror_properties: no upstream certificate");
+    }
+    auto named = copy_names(upstream, serial);
+    if (!named) {
+        return named;
+    }
+    CertProperties& properties = *named;
+    if (properties.common_name.empty() && !has_san_names(properties)) {
+        return make_error("the upstream certificate names no host (no CN, no SAN)");
+    }
+    auto not_before = asn1_time_to_time_t(X509_get0_notBefore(upstream));
+    auto not_after = asn1_time_to_time_t(X509_get0_notAfter(upstream));
+    if (!not_before || !not_after || *not_after <= *not_before) {
+        return make_error("the upstream validity period is malformed or empty");
+    }
+    properties.not_before = *not_before;
+    properties.not_after = *not_after;
+    return named;
 }
 
 Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
@@ -324,7 +361,7 @@ Result<X509Ptr> mint_leaf(const CertProperties& properties, EVP_PKEY* leaf_key,
     if (step) {
         step = detail::set_validity(cert.get(), properties.not_before, properties.not_after);
     }
-    if (step) {
+    if (step && has_san_names(properties)) {
         // RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
         step = detail::add_extension(cert.get(), NID_subject_alt_name, alt_names->get(),
                                      !has_subject, "subjectAltName");

@@ -38,7 +38,17 @@ inline constexpr long kMaxLeafValiditySeconds = 397L * 24 * 3600;
 Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
                                          const std::array<std::uint8_t, 16>& serial);
 
-// A v3 leaf: subject CN (if any), SAN (critical when the subject is empty), basicConstraints
+// Names and validity for a leaf from the untrusted CA standing in for an upstream certificate that
+// failed verification: subject CN and SAN names copied as mirror_properties copies them, and
+// exactly upstream's notBefore and notAfter. Nothing is added or clamped, so the client finds the
+// same fault it would find directly: an expired upstream gives an expired leaf, a wrong-host one
+// keeps its wrong names. Errors when upstream names nothing (no CN, no SAN) or its validity
+// period is malformed or empty.
+Result<CertProperties> untrusted_mirror_properties(X509* upstream,
+                                                   const std::array<std::uint8_t, 16>& serial);
+
+// A v3 leaf: subject CN (if any), SAN (when there are names; critical when the subject is empty;
+// a leaf needs a CN or a SAN name, and only an untrusted mirror has no SAN), basicConstraints
 // critical CA:FALSE, keyUsage critical digitalSignature (+keyEncipherment for RSA keys), EKU
 // serverAuth, SKI, AKI from the CA, SHA-256 signature by the CA key (EC or RSA), issuer = the CA
 // subject. Refuses the CA key as leaf key. Safe to call from many threads with one shared CA.

@@ -38,6 +38,26 @@ std::optional<Action> parse_action(std::string_view text) {
     return std::nullopt;
 }
 
+const char* to_string(UpstreamErrorAction action) {
+    switch (action) {
+        case UpstreamErrorAction::mirror:
+            return "mirror";
+        case UpstreamErrorAction::block:
+            return "block";
+    }
+    return "unknown";
+}
+
+std::optional<UpstreamErrorAction> parse_upstream_error_action(std::string_view text) {
+    if (text == "mirror") {
+        return UpstreamErrorAction::mirror;
+    }
+    if (text == "block") {
+        return UpstreamErrorAction::block;
+    }
+    return std::nullopt;
+}
+
 namespace {
 
 enum class PatternKind {
@@ -187,6 +207,8 @@ private:
 
 struct CompiledRule {
     Action action = Action::intercept;
+    UpstreamErrorAction on_upstream_error = UpstreamErrorAction::mirror;  // the default resolved
+    bool overrides_upstream_error_action = false;
     std::string name;
     std::vector<Cidr> cidrs;
     std::vector<PortRange> ports;
@@ -265,6 +287,7 @@ std::optional<std::string> normalize_host_pattern(std::string_view pattern) {
 
 struct Policy::Compiled {
     Action default_action = Action::intercept;
+    UpstreamErrorAction on_upstream_error = UpstreamErrorAction::mirror;
     std::vector<CompiledRule> rules;
     NameIndex names;
     std::vector<Candidate> candidate_pool;  // lists of `names` with more than one candidate
@@ -301,6 +324,7 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
 
     auto compiled = std::make_unique<Compiled>();
     compiled->default_action = config.default_action;
+    compiled->on_upstream_error = config.on_upstream_error;
     compiled->rules.reserve(config.rules.size());
     compiled->names.reserve(pattern_count);
 
@@ -337,6 +361,11 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
             rule.sources.empty()) {
             return make_error("policy: " + describe_rule(rule, position) +
                               " names no criterion; give it hosts, cidrs, sources or ports");
+        }
+        if (rule.on_upstream_error && rule.action != Action::intercept) {
+            return make_error("policy: " + describe_rule(rule, position) +
+                              ": on_upstream_error applies to intercept rules only, not " +
+                              to_string(rule.action));
         }
         for (const PortRange& range : rule.ports) {
             if (range.first == 0 || range.first > range.last) {
@@ -381,9 +410,12 @@ Result<std::shared_ptr<const Policy>> Policy::compile(PolicyConfig config) {
         if (rule.name.empty()) {
             rule.name = "rule " + std::to_string(position + 1);
         }
-        compiled->rules.push_back(CompiledRule{rule.action, std::move(rule.name),
-                                               std::move(rule.cidrs), std::move(rule.ports),
-                                               std::move(rule.sources)});
+        const UpstreamErrorAction on_upstream_error =
+            rule.on_upstream_error.value_or(config.on_upstream_error);
+        compiled->rules.push_back(CompiledRule{rule.action, on_upstream_error,
+                                               on_upstream_error != config.on_upstream_error,
+                                               std::move(rule.name), std::move(rule.cidrs),
+                                               std::move(rule.ports), std::move(rule.sources)});
     }
 
     // Pass 2. A single candidate is already in place; longer lists get a pool offset, then fill
@@ -468,10 +500,10 @@ Decision Policy::decide(const Query& query) const {
     }
 
     if (best == kNoRule) {
-        return Decision{compiled.default_action, -1, "default"};
+        return Decision{compiled.default_action, -1, "default", compiled.on_upstream_error};
     }
     const CompiledRule& rule = compiled.rules[best];
-    return Decision{rule.action, static_cast<int>(best), rule.name};
+    return Decision{rule.action, static_cast<int>(best), rule.name, rule.on_upstream_error};
 }
 
 std::size_t Policy::rule_count() const {
@@ -480,6 +512,20 @@ std::size_t Policy::rule_count() const {
 
 Action Policy::default_action() const {
     return compiled_->default_action;
+}
+
+UpstreamErrorAction Policy::default_upstream_error_action() const {
+    return compiled_->on_upstream_error;
+}
+
+std::vector<std::string_view> Policy::rules_overriding_upstream_error_action() const {
+    std::vector<std::string_view> names;
+    for (const CompiledRule& rule : compiled_->rules) {
+        if (rule.overrides_upstream_error_action) {
+            names.push_back(rule.name);
+        }
+    }
+    return names;
 }
 
 }  // namespace tlsgate::policy

@@ -18,6 +18,16 @@ enum class Action { intercept, passthrough, block };
 const char* to_string(Action action);
 std::optional<Action> parse_action(std::string_view text);
 
+// What an intercepted client sees when the upstream certificate fails verification. mirror: the
+// client handshake completes with a leaf from the separate untrusted CA that keeps upstream's
+// names and dates, so the client's own checks fail the way they would directly (an HTTP client
+// that goes ahead anyway gets a page explaining the refusal, never the upstream). block: a fatal
+// handshake_failure alert.
+enum class UpstreamErrorAction { mirror, block };
+
+const char* to_string(UpstreamErrorAction action);
+std::optional<UpstreamErrorAction> parse_upstream_error_action(std::string_view text);
+
 // A host pattern in canonical form ("*.Example.COM." -> "*.example.com"), or nullopt when it is
 // not one of: "*", "name", "*.name", ".name" with a name that normalize_hostname accepts. The
 // TOML loader uses it to report a bad pattern with its file and line; compile() checks again.
@@ -39,10 +49,14 @@ struct Rule {
     std::vector<Cidr> cidrs;    // destination addresses
     std::vector<Cidr> sources;  // client addresses (e.g. "traffic leaving these prefixes")
     std::vector<PortRange> ports;
+    // Only for intercept rules; nullopt: the policy's on_upstream_error.
+    std::optional<UpstreamErrorAction> on_upstream_error;
 };
 
 struct PolicyConfig {
     Action default_action = Action::intercept;
+    // For the default action and every rule that does not set its own.
+    UpstreamErrorAction on_upstream_error = UpstreamErrorAction::mirror;
     std::vector<Rule> rules;
 };
 
@@ -57,6 +71,7 @@ struct Decision {
     Action action = Action::intercept;
     int rule_index = -1;         // -1: the default action
     std::string_view rule_name;  // "default" for the default; valid while the Policy lives
+    UpstreamErrorAction on_upstream_error = UpstreamErrorAction::mirror;
 };
 
 class Policy {
@@ -69,6 +84,9 @@ public:
     Decision decide(const Query& query) const;
     std::size_t rule_count() const;
     Action default_action() const;
+    UpstreamErrorAction default_upstream_error_action() const;
+    // Rules whose on_upstream_error differs from the default (check-config lists them).
+    std::vector<std::string_view> rules_overriding_upstream_error_action() const;
 
     ~Policy();
     Policy(const Policy&) = delete;
@@ -81,10 +99,11 @@ private:
 };
 
 // Parses the policy TOML format documented in the README:
-//   default = "intercept"
+//   default = "intercept"; on_upstream_error = "mirror"    # or "block"
 //   [[rules]]
 //   name = "banks"; action = "passthrough"; hosts = [".bank.example"]; cidrs = ["192.0.2.0/24"]
 //   ports = [443, "8000-8999"]; hosts_file = "names.txt"   # one pattern per line, '#' comments
+//   on_upstream_error = "block"                            # intercept rules only
 // `base_dir` resolves relative hosts_file paths.
 Result<PolicyConfig> parse_policy_toml(std::string_view text, const std::string& base_dir);
 Result<PolicyConfig> load_policy_file(const std::string& path);

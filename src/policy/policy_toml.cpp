@@ -3,6 +3,10 @@
 //
 //   # What happens to a connection no rule matches: intercept | passthrough | block.
 //   default = "intercept"                # optional; "intercept" when absent
+//   # What an intercepted client sees when the upstream certificate fails verification:
+//   # mirror (a certificate from the untrusted CA with upstream's names and dates, so the
+//   # client's own warning shows) | block (a fatal TLS alert).
+//   on_upstream_error = "mirror"         # optional; "mirror" when absent
 //
 //   # Rules are tried in order; the first rule whose criteria all match decides.
 //   [[rules]]
@@ -18,6 +22,8 @@
 //   cidrs = ["192.0.2.0/24", "2001:db8::/32"]  # destination address; IPv4 networks also match
 //                                              # IPv4-mapped IPv6 destinations (::ffff:a.b.c.d)
 //   ports = [443, "8000-8999"]           # destination port or inclusive range, 1..65535
+//   on_upstream_error = "block"          # optional, intercept rules only; the top-level
+//                                        # on_upstream_error when absent
 //
 // A rule must name at least one of hosts, hosts_file, cidrs, ports; a criterion it omits matches
 // anything. Host patterns are case-insensitive and may end with a dot. An unknown key is an error
@@ -278,6 +284,20 @@ std::optional<PortRange> parse_port_range(std::string_view text) {
     return PortRange{*first, *last};
 }
 
+Result<UpstreamErrorAction> read_upstream_error_action(const toml::node& value,
+                                                       const std::string& subject) {
+    const auto* text = value.as_string();
+    if (text == nullptr) {
+        return wrong_type(value, subject, "a string");
+    }
+    auto action = parse_upstream_error_action(text->get());
+    if (!action) {
+        return make_error(where(value) + subject + ": unknown value " + in_quotes(text->get()) +
+                          " (expected mirror or block)");
+    }
+    return *action;
+}
+
 class RuleReader {
 public:
     RuleReader(const toml::table& table, std::size_t position, const std::string& base_dir)
@@ -299,6 +319,7 @@ public:
             named_ = true;
         }
         std::optional<Action> action;
+        const toml::node* on_upstream_error = nullptr;
         bool names_hosts = false;
         for (auto&& [key, value] : table_) {
             const std::string_view key_name = key.str();
@@ -328,10 +349,17 @@ public:
                 outcome = read_cidrs(value, "sources", rule_.sources);
             } else if (key_name == "ports") {
                 outcome = read_ports(value);
+            } else if (key_name == "on_upstream_error") {
+                auto parsed = read_upstream_error_action(value, label() + ": on_upstream_error");
+                if (!parsed) {
+                    return make_error(parsed.error());
+                }
+                rule_.on_upstream_error = *parsed;
+                on_upstream_error = &value;
             } else {
-                return make_error(
-                    where(value) + label() + ": unknown key " + in_quotes(key_name) +
-                    " (expected name, action, hosts, hosts_file, cidrs, sources, ports)");
+                return make_error(where(value) + label() + ": unknown key " + in_quotes(key_name) +
+                                  " (expected name, action, hosts, hosts_file, cidrs, sources, "
+                                  "ports, on_upstream_error)");
             }
             if (!outcome) {
                 return make_error(outcome.error());
@@ -342,6 +370,12 @@ public:
                               ": missing action (intercept, passthrough or block)");
         }
         rule_.action = *action;
+        if (on_upstream_error != nullptr && *action != Action::intercept) {
+            // Only an intercepted connection verifies upstream; elsewhere the key would mislead.
+            return make_error(where(*on_upstream_error) + label() +
+                              ": on_upstream_error applies to intercept rules only, not " +
+                              to_string(*action));
+        }
         if (names_hosts && rule_.hosts.empty()) {
             return make_error(where(table_) + label() +
                               ": hosts/hosts_file name no pattern; an empty host list would "
@@ -509,6 +543,12 @@ Result<PolicyConfig> read_policy(const toml::table& table, const std::string& ba
                                   " (expected intercept, passthrough or block)");
             }
             config.default_action = *action;
+        } else if (key_name == "on_upstream_error") {
+            auto action = read_upstream_error_action(value, "on_upstream_error");
+            if (!action) {
+                return make_error(action.error());
+            }
+            config.on_upstream_error = *action;
         } else if (key_name == "rules") {
             const auto* rules = value.as_array();
             if (rules == nullptr) {
@@ -530,7 +570,7 @@ Result<PolicyConfig> read_policy(const toml::table& table, const std::string& ba
             }
         } else {
             return make_error(where(value) + "unknown key " + in_quotes(key_name) +
-                              " (expected default, rules)");
+                              " (expected default, on_upstream_error, rules)");
         }
     }
     return config;

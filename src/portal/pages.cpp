@@ -675,4 +675,95 @@ std::string render_not_found_page() {
                              "There is no page at this address on the tlsgate portal.");
 }
 
+std::string_view describe_upstream_error(std::string_view reason_code) {
+    struct Explanation {
+        std::string_view code;
+        std::string_view words;
+    };
+    static constexpr std::array kExplanations = {
+        Explanation{"expired", "The site's certificate has expired."},
+        Explanation{"not_yet_valid",
+                    "The site's certificate is not valid yet: its start date is in the future."},
+        Explanation{"self_signed",
+                    "The site's certificate is self-signed: no certificate authority vouches for "
+                    "it."},
+        Explanation{"untrusted_root",
+                    "The site's certificate was not issued by a trusted certificate authority."},
+        Explanation{"wrong_host",
+                    "The site's certificate was issued for a different name than the one you "
+                    "asked for."},
+        Explanation{"weak_key", "The site's certificate uses a key too short to be safe."},
+        Explanation{"weak_signature",
+                    "The site's certificate is signed with an outdated, breakable algorithm (such "
+                    "as SHA-1)."},
+        Explanation{"bad_signature",
+                    "A signature in the site's certificate chain does not verify: the certificate "
+                    "was altered or forged."},
+        Explanation{"not_a_ca",
+                    "A certificate in the site's chain vouches for the next one without being a "
+                    "certificate authority."},
+        Explanation{"name_constraints",
+                    "The site's certificate names a host its issuing authority is not allowed to "
+                    "vouch for."},
+        Explanation{"unknown_critical_extension",
+                    "The site's certificate carries a critical extension no browser understands."},
+        Explanation{"invalid_chain",
+                    "The site's certificate chain is invalid: a certificate in it is not allowed "
+                    "to vouch for the next."},
+        Explanation{"known_interception_root",
+                    "The site's certificate chain contains a key known to be used for "
+                    "intercepting traffic."},
+        Explanation{"revoked",
+                    "The site's certificate has been revoked by its issuer (the site itself "
+                    "sent the proof)."},
+        Explanation{"own_ca",
+                    "The site's certificate chain ends at this gateway's own certificate "
+                    "authority, which is never trusted for a site."},
+    };
+    for (const Explanation& explanation : kExplanations) {
+        if (explanation.code == reason_code) {
+            return explanation.words;
+        }
+    }
+    return "The site's certificate could not be verified.";
+}
+
+std::string render_upstream_error_page(const UpstreamErrorNotice& notice) {
+    constexpr std::string_view kTitle = "Connection refused: the site's certificate is not valid";
+    std::string out;
+    append_document_start(out, kTitle);
+    out += "<header>\n<h1>";
+    append_escaped(out, kTitle);
+    out +=
+        "</h1>\n</header>\n<main>\n<p class=\"warning\">tlsgate, the gateway that inspects "
+        "this network's encrypted traffic, did not connect you to <strong>";
+    append_escaped(out, notice.host);
+    out += "</strong>. ";
+    append_escaped(out, describe_upstream_error(notice.reason_code));
+    out +=
+        "</p>\n<p>Your browser warned you because the gateway showed it a stand-in certificate "
+        "that nothing trusts, instead of a certificate from its inspection authority: the same "
+        "kind of warning you would see connecting to the site directly. Nothing you send here "
+        "reaches the site, and nothing from the site is shown.</p>\n<dl>\n<dt>Site</dt><dd>";
+    append_escaped(out, notice.host);
+    out += "</dd>\n<dt>Reason</dt><dd><code>";
+    append_escaped(out, notice.reason_code);
+    out += "</code></dd>\n";
+    if (!notice.detail.empty()) {
+        out += "<dt>Detail</dt><dd>";
+        append_escaped(out, notice.detail);
+        out += "</dd>\n";
+    }
+    constexpr std::string_view kWhoRunsIt = "the people who run this network";
+    out += "</dl>\n<p>If this site should work, tell ";
+    append_escaped(out, notice.operator_name.empty() ? kWhoRunsIt : notice.operator_name);
+    if (!notice.operator_contact.empty()) {
+        out += " (";
+        append_escaped(out, notice.operator_contact);
+        out += ")";
+    }
+    out += ".</p>\n</main>\n</body>\n</html>\n";
+    return out;
+}
+
 }  // namespace tlsgate::portal

@@ -65,4 +65,21 @@ std::string render_portal_page(const PortalInfo& info, std::string_view user_age
 std::string render_error_page(std::string_view title, std::string_view message);
 std::string render_not_found_page();
 
+// Why tlsgate refused an upstream certificate, in plain words for the person at the browser, by
+// the reason codes of tls::classify_verify_result ("expired", "wrong_host", ...).
+std::string_view describe_upstream_error(std::string_view reason_code);
+
+struct UpstreamErrorNotice {
+    std::string_view host;         // the name the client asked for (or the address)
+    std::string_view reason_code;  // tls::classify_verify_result code, or "own_ca"
+    std::string_view detail;       // OpenSSL's own words, shown as technical detail
+    std::string_view operator_name;
+    std::string_view operator_contact;
+};
+// The page an HTTP client gets when it went ahead over a mirrored session (a certificate from the
+// untrusted CA stood in for an upstream one that failed verification): the host, the fault in
+// plain words, that nothing reached the site, whom to ask. Served with status 502; no links, no
+// scripts, nothing loaded from anywhere, every string escaped.
+std::string render_upstream_error_page(const UpstreamErrorNotice& notice);
+
 }  // namespace tlsgate::portal

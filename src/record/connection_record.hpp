@@ -60,6 +60,7 @@ struct ConnectionRecord {
     std::string upstream_issuer;
     std::string upstream_sha256;
     std::string upstream_verify_error;  // classify_verify_result code
+    std::string upstream_error_action;  // what the client got instead: mirror, block
     std::string client_rejection;       // how the client turned our certificate down, if it did
     std::optional<int> http_status;     // the status tlsgate itself answered (CONNECT, errors)
     std::uint64_t http_requests = 0;    // plain HTTP requests forwarded on this connection

@@ -120,6 +120,10 @@ struct Counters {
     Counter upstream_tls_failed;
     Counter upstream_verify_failed;
     Counter client_handshake_failed;
+    // What clients saw of upstream certificates that failed verification (on_upstream_error).
+    Counter upstream_errors_mirrored;
+    Counter upstream_errors_blocked;
+    Counter mirror_pages_served;  // explanation pages sent over a mirrored session
     Counter timeouts;
     Counter leaves_minted;
     Counter leaf_cache_hits;

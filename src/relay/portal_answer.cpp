@@ -143,6 +143,15 @@ HttpAnswer answer_portal_request(const PortalAssets& assets, std::string_view me
     return answer;
 }
 
+HttpAnswer upstream_error_answer(const portal::UpstreamErrorNotice& notice) {
+    HttpAnswer answer;
+    answer.status = 502;
+    answer.reason = "Bad Gateway";
+    answer.content_type = std::string(portal::kHtmlContentType);
+    answer.body = portal::render_upstream_error_page(notice);
+    return answer;
+}
+
 std::string http_response_text(const HttpAnswer& answer, bool head_only, bool keep_alive) {
     std::string text = "HTTP/1.1 " + std::to_string(answer.status) + " " + answer.reason + "\r\n";
     text += "Server: tlsgate\r\n";

@@ -45,6 +45,10 @@ struct HttpAnswer {
 HttpAnswer answer_portal_request(const PortalAssets& assets, std::string_view method,
                                  std::string_view target, std::string_view user_agent);
 
+// 502 with the page explaining why tlsgate refused the upstream (see
+// portal::render_upstream_error_page), for a client that went ahead over a mirrored session.
+HttpAnswer upstream_error_answer(const portal::UpstreamErrorNotice& notice);
+
 // The whole response: status line, headers (length, type, no caching, the portal's CSP), body
 // (left out for HEAD).
 std::string http_response_text(const HttpAnswer& answer, bool head_only, bool keep_alive);

@@ -16,7 +16,7 @@
 #include "pki/mint.hpp"
 #include "relay/byte_stream.hpp"
 #include "relay/connection.hpp"
-
+#include "relay/mirror.hpp"
 #include "relay/pump.hpp"
 #include "relay/splice.hpp"
 #include "tls/contexts.hpp"
@@ -167,11 +167,53 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
     return std::move(*leaf);
 }
 
+// The certificate upstream presented, also after its verification failed (OpenSSL then keeps
+// the chain it received but sets no peer certificate).
+X509* presented_certificate(SSL* ssl) {
+    if (X509* cert = SSL_get0_peer_certificate(ssl)) {
+        return cert;
+    }
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    return chain != nullptr && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : nullptr;
+}
+
+// Upstream's certificate was refused: upstream gets nothing more, the client gets what the rule
+// says (a mirrored session from the untrusted CA, or a fatal alert). The record already names
+// the reason; this adds what upstream presented and what the client got.
+asio::awaitable<void> refuse_upstream(Connection& connection,
+                                      std::vector<std::uint8_t> client_bytes,
+                                      RefusedUpstream refused,
+                                      policy::UpstreamErrorAction on_upstream_error) {
+    auto& worker = connection.worker;
+    auto& record = connection.record;
+    abort_socket(connection.upstream);
+    if (refused.certificate != nullptr && record.upstream_sha256.empty()) {
+        record.upstream_subject = pki::one_line_name(X509_get_subject_name(refused.certificate));
+        record.upstream_issuer = pki::one_line_name(X509_get_issuer_name(refused.certificate));
+        record.upstream_sha256 = pki::sha256_fingerprint_hex(refused.certificate);
+    }
+    if (refused.host.empty()) {
+        refused.host = record.destination;  // an in-path client without SNI: the address
+    }
+    if (on_upstream_error == policy::UpstreamErrorAction::mirror &&
+        refused.certificate != nullptr) {
+        record.upstream_error_action = "mirror";
+        if (co_await serve_mirrored_session(connection, std::move(client_bytes), refused)) {
+            ++worker.counters.upstream_errors_mirrored;
+            co_return;
+        }
+    }
+    ++worker.counters.upstream_errors_blocked;
+    record.upstream_error_action = "block";
+    co_await send_fatal_alert(connection, Alert::handshake_failure);
+}
+
 // Upstream first, then the client: the client is shown a certificate only after the real server's
 // chain and name were verified, and only with what upstream negotiated (version cap, ALPN).
 asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t> client_bytes,
                                 const std::vector<std::string>& alpn_offer, const std::string& sni,
-                                const std::string& verify_name) {
+                                const std::string& verify_name, const std::string& host,
+                                policy::UpstreamErrorAction on_upstream_error) {
     auto& worker = connection.worker;
     auto& record = connection.record;
     const auto& timeouts = worker.timeouts;
@@ -208,11 +250,16 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
             ++worker.counters.upstream_verify_by_reason[verify_reason_index(failure.code)];
             record.upstream_verify_error = failure.code;
             record.reason = "upstream certificate rejected: " + failure.detail;
-        } else {
-            ++worker.counters.upstream_tls_failed;
-            if (connection.timed_out_phase() == nullptr) {
-                record.reason = "upstream TLS handshake failed: " + upstream.error_text();
-            }
+            RefusedUpstream refused{presented_certificate(upstream.ssl()),
+                                    SSL_version(upstream.ssl()), host, failure.code,
+                                    failure.detail};
+            co_await refuse_upstream(connection, std::move(client_bytes), std::move(refused),
+                                     on_upstream_error);
+            co_return;
+        }
+        ++worker.counters.upstream_tls_failed;
+        if (connection.timed_out_phase() == nullptr) {
+            record.reason = "upstream TLS handshake failed: " + upstream.error_text();
         }
         // Also when upstream timed out: the client learns the handshake failed, not just a close.
         if (connection.timed_out_phase() == nullptr ||
@@ -244,15 +291,18 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     record.upstream_subject = pki::one_line_name(X509_get_subject_name(upstream_cert));
     record.upstream_issuer = pki::one_line_name(X509_get_issuer_name(upstream_cert));
     record.upstream_sha256 = fingerprint;
-    if (const auto refused =
+    if (const auto failure =
             resumed ? std::nullopt
                     : tls::check_verified_chain(upstream.ssl(), worker.shared.upstream_checks)) {
         worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;
-        ++worker.counters.upstream_verify_by_reason[verify_reason_index(refused->code)];
-        record.upstream_verify_error = refused->code;
-        record.reason = "upstream certificate rejected: " + refused->detail;
-        co_await send_fatal_alert(connection, Alert::handshake_failure);
+        ++worker.counters.upstream_verify_by_reason[verify_reason_index(failure->code)];
+        record.upstream_verify_error = failure->code;
+        record.reason = "upstream certificate rejected: " + failure->detail;
+        RefusedUpstream refused{upstream_cert, SSL_version(upstream.ssl()), host, failure->code,
+                                failure->detail};
+        co_await refuse_upstream(connection, std::move(client_bytes), std::move(refused),
+                                 on_upstream_error);
         co_return;
     }
 
@@ -419,7 +469,8 @@ asio::awaitable<void> run_tunnel(std::shared_ptr<Connection> connection,
                 record.reason = "intercept by policy (no SNI: chain verified, names mirrored)";
             }
             parser_storage.reset();
-            co_await intercept(*connection, std::move(already_read), alpn_offer, sni, verify_name);
+            co_await intercept(*connection, std::move(already_read), alpn_offer, sni, verify_name,
+                               host, decision.on_upstream_error);
             co_return;
         }
     }

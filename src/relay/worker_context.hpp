@@ -55,6 +55,8 @@ struct Recording {
 struct SharedState {
     pki::CertificateAuthority ca;
     tls::ChainChecks upstream_checks;  // own CA, known interception roots, stapled revocation
+    // Signs the stand-ins for refused upstream certificates (on_upstream_error = "mirror").
+    pki::CertificateAuthority untrusted_ca;
     record::ConnectionLog* connection_log = nullptr;
     // Static name -> address overrides consulted before DNS (labs and tests, like curl --resolve).
     std::unordered_map<std::string, IpAddress> static_hosts;

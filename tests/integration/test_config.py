@@ -100,6 +100,21 @@ hosts = ["blocked.test"]
                         timeout=30)
         self.assertNotEqual(r.returncode, 0, "an invalid action must not start a gateway")
 
+    def test_check_config_accepts_the_example_and_names_on_upstream_error(self):
+        example = os.path.join(harness.REPO, "packaging", "config.toml")
+        r = harness.run([harness.BIN, "check-config", "--config", example], timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b'on_upstream_error = "mirror"', r.stdout)
+        path = self.write_config(harness.free_port())
+        with open(path) as f:
+            text = f.read().replace('default = "intercept"',
+                                    'default = "intercept"\non_upstream_error = "wave"')
+        with open(path, "w") as f:
+            f.write(text)
+        r = harness.run([harness.BIN, "check-config", "--config", path], timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"mirror or block", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

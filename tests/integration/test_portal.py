@@ -204,6 +204,10 @@ class PortalTest(unittest.TestCase):
                                reason="expired"), 1)
         self.assertEqual(delta("tlsgate_handshake_failures_total", side="client",
                                reason="unknown_ca"), 1)
+        # the expired origin got the default: a mirrored stand-in, which curl refused
+        self.assertEqual(delta("tlsgate_upstream_error_actions_total", action="mirror"), 1)
+        self.assertEqual(delta("tlsgate_upstream_error_actions_total", action="block"), 0)
+        self.assertEqual(delta("tlsgate_mirror_pages_total"), 0)
         self.assertGreaterEqual(delta("tlsgate_connections_total", mode="explicit",
                                       action="intercept"), 3)
         self.assertGreaterEqual(delta("tlsgate_certificate_cache_hits_total")

@@ -450,6 +450,33 @@ TEST(CaFiles, SaveLoadRoundTripWithExactModes) {
     EXPECT_EQ(EVP_PKEY_eq(loaded->key.get(), ca.key.get()), 1);
 }
 
+TEST(CaFiles, TheUntrustedCaLivesBesideTheRealOneWithTheSameProtection) {
+    TemporaryDirectory temp;
+    const fs::path dir = temp.path() / "ca";
+    const CertificateAuthority& real = shared_ca(KeyType::ec_p256);
+    auto untrusted = create_ca(kUntrustedCaSubject, KeyType::ec_p256);
+    ASSERT_TRUE(untrusted) << untrusted.error();
+    EXPECT_EQ(summarize(untrusted->cert.get()).subject,
+              "CN=tlsgate untrusted upstream - do not install,O=tlsgate interception");
+    ASSERT_TRUE(save_ca(real, dir, false));
+    auto saved = save_ca(*untrusted, dir, false, kUntrustedCaFiles);
+    ASSERT_TRUE(saved) << saved.error();
+    EXPECT_EQ(file_mode(dir / kUntrustedCaKeyFile), 0600u);
+    EXPECT_EQ(file_mode(dir / kUntrustedCaCertFile), 0644u);
+    EXPECT_FALSE(save_ca(*untrusted, dir, false, kUntrustedCaFiles)) << "never overwritten";
+
+    auto loaded_real = load_ca(dir);
+    auto loaded_untrusted = load_ca(dir, kUntrustedCaFiles);
+    ASSERT_TRUE(loaded_real && loaded_untrusted);
+    EXPECT_EQ(X509_cmp(loaded_real->cert.get(), real.cert.get()), 0);
+    EXPECT_EQ(X509_cmp(loaded_untrusted->cert.get(), untrusted->cert.get()), 0);
+    EXPECT_NE(spki_sha256_hex(loaded_real->cert.get()),
+              spki_sha256_hex(loaded_untrusted->cert.get()));
+
+    ::chmod((dir / kUntrustedCaKeyFile).c_str(), 0640);
+    EXPECT_TRUE(key_file_permission_warning(dir / kUntrustedCaKeyFile).has_value());
+}
+
 TEST(CaFiles, RefusesToOverwriteWithoutForceAndReplacesWithForce) {
     TemporaryDirectory temp;
     const CertificateAuthority& first = shared_ca(KeyType::ec_p256);
@@ -819,6 +846,100 @@ TEST_F(Mirror, ClampsValidity) {
     auto rejected = mirror_properties(expired.get(), "a.example", now_, serial_of(1));
     ASSERT_FALSE(rejected);
     EXPECT_NE(rejected.error().find("expired"), std::string::npos) << rejected.error();
+}
+
+// A refused upstream certificate is mirrored as it is: nothing clamped, nothing added.
+TEST_F(Mirror, UntrustedMirrorKeepsUpstreamDatesAndNamesExactly) {
+    X509Ptr expired = upstream({.common_name = "expired.example",
+                                .dns_names = {"expired.example", "www.expired.example"},
+                                .ip_addresses = {"192.0.2.7"},
+                                .not_before_offset = -400 * kDay,
+                                .not_after_offset = -2 * kDay});
+    auto properties = untrusted_mirror_properties(expired.get(), serial_of(9));
+    ASSERT_TRUE(properties) << properties.error();
+    EXPECT_EQ(properties->common_name, "expired.example");
+    EXPECT_EQ(properties->dns_names,
+              (std::vector<std::string>{"expired.example", "www.expired.example"}));
+    EXPECT_EQ(to_strings(properties->ip_addresses), std::vector<std::string>{"192.0.2.7"});
+    EXPECT_EQ(properties->not_before, now_ - 400 * kDay);
+    EXPECT_EQ(properties->not_after, now_ - 2 * kDay);
+    EXPECT_EQ(properties->serial, serial_of(9));
+
+    // Not yet valid, and valid far longer than a minted leaf may be: both kept.
+    X509Ptr future = upstream({.dns_names = {"later.example"},
+                               .not_before_offset = 30 * kDay,
+                               .not_after_offset = 900 * kDay});
+    auto later = untrusted_mirror_properties(future.get(), serial_of(1));
+    ASSERT_TRUE(later) << later.error();
+    EXPECT_EQ(later->not_before, now_ + 30 * kDay);
+    EXPECT_EQ(later->not_after, now_ + 900 * kDay);
+
+    // A certificate for another host keeps its own names: the client sees the mismatch.
+    X509Ptr other_host = upstream({.common_name = "other.example", .dns_names = {"other.example"}});
+    auto wrong = untrusted_mirror_properties(other_host.get(), serial_of(1));
+    ASSERT_TRUE(wrong) << wrong.error();
+    EXPECT_EQ(wrong->dns_names, std::vector<std::string>{"other.example"});
+
+    // CN only: mirrored as CN only.
+    X509Ptr legacy = upstream({.common_name = "legacy.example"});
+    auto common_name_only = untrusted_mirror_properties(legacy.get(), serial_of(1));
+    ASSERT_TRUE(common_name_only) << common_name_only.error();
+    EXPECT_EQ(common_name_only->common_name, "legacy.example");
+    EXPECT_TRUE(common_name_only->dns_names.empty());
+
+    X509Ptr nameless = upstream({});
+    EXPECT_FALSE(untrusted_mirror_properties(nameless.get(), serial_of(1)));
+    EXPECT_FALSE(untrusted_mirror_properties(nullptr, serial_of(1)));
+}
+
+TEST(UntrustedMirror, TheStandInFailsVerificationAsUpstreamDidAndChainsOnlyToTheUntrustedCa) {
+    const std::time_t now = std::time(nullptr);
+    static const CertificateAuthority untrusted = [] {
+        auto ca = create_ca(kUntrustedCaSubject, KeyType::ec_p256);
+        if (!ca) {
+            std::abort();
+        }
+        return std::move(*ca);
+    }();
+    const CertificateAuthority& real = shared_ca(KeyType::ec_p256);
+    auto upstream_key = generate_leaf_key();
+    auto leaf_key = generate_leaf_key();
+    ASSERT_TRUE(upstream_key && leaf_key);
+    const auto stand_in = [&](const UpstreamSpec& spec) {
+        X509Ptr upstream = make_upstream(spec, upstream_key->get(), now);
+        auto properties = untrusted_mirror_properties(upstream.get(), random_serial());
+        EXPECT_TRUE(properties) << properties.error();
+        auto leaf = mint_leaf(*properties, leaf_key->get(), untrusted);
+        EXPECT_TRUE(leaf) << leaf.error();
+        return std::move(*leaf);
+    };
+
+    X509Ptr expired = stand_in({.common_name = "expired.example",
+                                .dns_names = {"expired.example"},
+                                .not_before_offset = -60 * kDay,
+                                .not_after_offset = -kDay});
+    EXPECT_EQ(X509_NAME_cmp(X509_get_issuer_name(expired.get()),
+                            X509_get_subject_name(untrusted.cert.get())),
+              0);
+    EXPECT_EQ(X509_verify(expired.get(), untrusted.key.get()), 1);
+    EXPECT_EQ(verify_as_client(expired.get(), untrusted.cert.get(), "expired.example", false),
+              X509_V_ERR_CERT_HAS_EXPIRED);
+    EXPECT_EQ(verify_as_client(expired.get(), real.cert.get(), "expired.example", false),
+              X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
+        << "a client trusting the real CA does not trust the stand-in";
+
+    X509Ptr wrong_host = stand_in({.common_name = "other.example", .dns_names = {"other.example"}});
+    EXPECT_EQ(verify_as_client(wrong_host.get(), untrusted.cert.get(), "wronghost.example", false),
+              X509_V_ERR_HOSTNAME_MISMATCH);
+
+    X509Ptr legacy = stand_in({.common_name = "legacy.example"});
+    EXPECT_EQ(X509_get_ext_by_NID(legacy.get(), NID_subject_alt_name, -1), -1) << "no empty SAN";
+    EXPECT_EQ(first_entry(X509_get_subject_name(legacy.get()), NID_commonName), "legacy.example");
+    // Whatever a client makes of a CN-only certificate, it makes the same of the stand-in.
+    EXPECT_EQ(X509_check_host(legacy.get(), "legacy.example", 0,
+                              X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr),
+              0);
+    EXPECT_EQ(X509_check_host(legacy.get(), "legacy.example", 0, 0, nullptr), 1);
 }
 
 // ---- mint_leaf -------------------------------------------------------------------------------

@@ -805,6 +805,139 @@ TEST(PolicyToml, HundredThousandPatternsFromAHostsFile) {
     EXPECT_EQ(policy->decide(host_query("n100000.list.example")).rule_index, -1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// on_upstream_error: what an intercepted client sees when the upstream certificate is refused
+
+TEST(PolicyUpstreamError, RoundTripsThroughText) {
+    for (UpstreamErrorAction action : {UpstreamErrorAction::mirror, UpstreamErrorAction::block}) {
+        EXPECT_EQ(parse_upstream_error_action(to_string(action)), action);
+    }
+    EXPECT_STREQ(to_string(UpstreamErrorAction::mirror), "mirror");
+    for (std::string_view bad : {"", "Mirror", "alert", "intercept", "passthrough"}) {
+        EXPECT_FALSE(parse_upstream_error_action(bad).has_value()) << bad;
+    }
+}
+
+TEST(PolicyUpstreamError, MirrorIsTheDefaultEverywhere) {
+    EXPECT_EQ(PolicyConfig{}.on_upstream_error, UpstreamErrorAction::mirror);
+    EXPECT_EQ(Policy::intercept_all()->default_upstream_error_action(),
+              UpstreamErrorAction::mirror);
+    EXPECT_EQ(Policy::intercept_all()->decide(host_query("a.example")).on_upstream_error,
+              UpstreamErrorAction::mirror);
+    const PolicyConfig empty = parse_ok("");
+    EXPECT_EQ(empty.on_upstream_error, UpstreamErrorAction::mirror);
+    const PolicyConfig rule_without = parse_ok("[[rules]]\naction = \"intercept\"\nports = [443]");
+    EXPECT_FALSE(rule_without.rules.at(0).on_upstream_error.has_value());
+    EXPECT_EQ(compile_or_die(rule_without)->decide(host_query("a.example")).on_upstream_error,
+              UpstreamErrorAction::mirror);
+}
+
+TEST(PolicyUpstreamError, TopLevelAndPerRuleSettingsReachTheDecision) {
+    const PolicyConfig config = parse_ok(R"(
+default = "intercept"
+on_upstream_error = "block"
+
+[[rules]]
+name = "lab"
+action = "intercept"
+hosts = [".lab.example"]
+on_upstream_error = "mirror"
+
+[[rules]]
+name = "strict"
+action = "intercept"
+hosts = ["strict.example"]
+on_upstream_error = "block"
+
+[[rules]]
+name = "inherits"
+action = "intercept"
+ports = [8443]
+
+[[rules]]
+name = "private"
+action = "passthrough"
+hosts = ["bank.example"]
+)");
+    EXPECT_EQ(config.on_upstream_error, UpstreamErrorAction::block);
+    EXPECT_EQ(config.rules.at(0).on_upstream_error, UpstreamErrorAction::mirror);
+    EXPECT_EQ(config.rules.at(1).on_upstream_error, UpstreamErrorAction::block);
+    EXPECT_FALSE(config.rules.at(2).on_upstream_error.has_value());
+
+    auto policy = compile_or_die(config);
+    EXPECT_EQ(policy->default_upstream_error_action(), UpstreamErrorAction::block);
+    EXPECT_EQ(policy->decide(host_query("www.lab.example")).on_upstream_error,
+              UpstreamErrorAction::mirror);
+    EXPECT_EQ(policy->decide(host_query("strict.example")).on_upstream_error,
+              UpstreamErrorAction::block);
+    EXPECT_EQ(policy->decide(address_query("192.0.2.1", 8443, "x.example")).on_upstream_error,
+              UpstreamErrorAction::block);
+    EXPECT_EQ(policy->decide(host_query("other.example")).on_upstream_error,
+              UpstreamErrorAction::block);
+    // Only the rule that differs from the default is an override worth listing.
+    EXPECT_EQ(policy->rules_overriding_upstream_error_action(),
+              std::vector<std::string_view>{"lab"});
+}
+
+TEST(PolicyUpstreamError, EmbeddedInTheConfigFile) {
+    auto document = parse_toml_bounded(
+        "[policy]\non_upstream_error = \"block\"\n[[policy.rules]]\naction = \"intercept\"\n"
+        "hosts = [\"a.example\"]\non_upstream_error = \"mirror\"\n",
+        "tlsgate.toml");
+    ASSERT_TRUE(document.ok()) << document.error();
+    auto config = policy_from_toml(*(*document)["policy"].as_table(), "");
+    ASSERT_TRUE(config.ok()) << config.error();
+    EXPECT_EQ(config->on_upstream_error, UpstreamErrorAction::block);
+    EXPECT_EQ(config->rules.at(0).on_upstream_error, UpstreamErrorAction::mirror);
+}
+
+TEST(PolicyUpstreamError, BadSettingsAreReportedWithContext) {
+    const std::vector<ErrorCase> cases = {
+        {"on_upstream_error = \"alert\"", {"on_upstream_error", "alert", "mirror or block"}},
+        {"on_upstream_error = true", {"on_upstream_error", "string", "boolean"}},
+        {"default = \"block\"\non_upstream_error = \"\"", {"policy:2", "mirror or block"}},
+        {"[[rules]]\nname = \"r\"\naction = \"intercept\"\nports = [443]\n"
+         "on_upstream_error = \"Block\"",
+         {"rule \"r\"", "on_upstream_error", "Block", "policy:5"}},
+        {"[[rules]]\naction = \"intercept\"\nports = [443]\non_upstream_error = [\"block\"]",
+         {"rule 1", "on_upstream_error", "string", "array"}},
+        // Only an intercepted connection verifies upstream: elsewhere the key would mislead.
+        {"[[rules]]\nname = \"p\"\naction = \"passthrough\"\nhosts = [\"a.example\"]\n"
+         "on_upstream_error = \"block\"",
+         {"rule \"p\"", "intercept rules only", "passthrough", "policy:5"}},
+        {"[[rules]]\non_upstream_error = \"mirror\"\naction = \"block\"\nports = [25]",
+         {"rule 1", "intercept rules only", "block"}},
+        // The unknown-key messages list the new key.
+        {"on_upstream = \"block\"", {"unknown key", "on_upstream_error"}},
+        {"[[rules]]\naction = \"intercept\"\nports = [1]\nupstream_error = \"block\"",
+         {"unknown key", "on_upstream_error"}},
+    };
+    for (const ErrorCase& error_case : cases) {
+        const std::string error = parse_error(error_case.text);
+        for (const char* mention : error_case.mentions) {
+            EXPECT_TRUE(mentions(error, mention)) << "input:\n" << error_case.text;
+        }
+    }
+}
+
+TEST(PolicyUpstreamError, CompileRefusesItOnRulesThatDoNotIntercept) {
+    PolicyConfig config;
+    Rule rule = host_rule(Action::passthrough, {"a.example"}, "pass");
+    rule.on_upstream_error = UpstreamErrorAction::block;
+    config.rules.push_back(rule);
+    auto refused = Policy::compile(config);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_TRUE(mentions(refused.error(), "rule \"pass\""));
+    EXPECT_TRUE(mentions(refused.error(), "intercept rules only"));
+
+    config.rules[0].action = Action::intercept;
+    auto accepted = compile_or_die(config);
+    EXPECT_EQ(accepted->decide(host_query("a.example")).on_upstream_error,
+              UpstreamErrorAction::block);
+    EXPECT_EQ(accepted->decide(host_query("b.example")).on_upstream_error,
+              UpstreamErrorAction::mirror);
+}
+
 // The two deployments in the reports: a list of names (2019), and everything leaving domestic
 // prefixes except domestic destinations (the 2015 plan).
 TEST(PolicyDeployments, NameListAndDomesticPrefixesAreExpressible) {

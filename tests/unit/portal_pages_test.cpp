@@ -366,5 +366,58 @@ TEST(ErrorPages, AreSmallValidAndEscaped) {
     EXPECT_EQ(testing::unbalanced_tags(error), "");
 }
 
+TEST(UpstreamErrorPage, NamesTheHostAndTheReasonInPlainWords) {
+    const std::string page =
+        render_upstream_error_page({"expired.example", "expired", "certificate has expired",
+                                    "Example Ltd IT", "it@example.com"});
+    EXPECT_TRUE(page.starts_with("<!DOCTYPE html>"));
+    EXPECT_NE(page.find("<strong>expired.example</strong>"), std::string::npos);
+    EXPECT_NE(page.find("The site&#39;s certificate has expired."), std::string::npos);
+    EXPECT_NE(page.find("<code>expired</code>"), std::string::npos);
+    EXPECT_NE(page.find("certificate has expired"), std::string::npos);
+    EXPECT_NE(page.find("Example Ltd IT (it@example.com)"), std::string::npos);
+    EXPECT_NE(page.find("Nothing you send here reaches the site"), std::string::npos);
+    EXPECT_EQ(testing::unbalanced_tags(page), "");
+}
+
+TEST(UpstreamErrorPage, HasNoLinksScriptsOrExternalResources) {
+    const std::string page =
+        render_upstream_error_page({"a.example", "wrong_host", "Hostname mismatch", "", ""});
+    EXPECT_TRUE(link_targets(page).empty());
+    for (const char* forbidden : {"<script", "javascript:", "<link", "<img", "<iframe", "url(",
+                                  "@import", "http:", "https:", " onload=", " onerror="}) {
+        EXPECT_EQ(page.find(forbidden), std::string::npos) << forbidden;
+    }
+    EXPECT_NE(page.find("tell the people who run this network."), std::string::npos);
+}
+
+TEST(UpstreamErrorPage, EscapesEverythingFromTheNetworkAndTheOperator) {
+    const std::string page = render_upstream_error_page(
+        {"<b>evil</b>.example", "other\"><script>", "detail & <more>", "Ops <team>", "a'b"});
+    EXPECT_EQ(page.find("<b>evil"), std::string::npos);
+    EXPECT_EQ(page.find("<script>"), std::string::npos);
+    EXPECT_NE(page.find("&lt;b&gt;evil&lt;/b&gt;.example"), std::string::npos);
+    EXPECT_NE(page.find("detail &amp; &lt;more&gt;"), std::string::npos);
+    EXPECT_NE(page.find("Ops &lt;team&gt; (a&#39;b)"), std::string::npos);
+    EXPECT_NE(page.find("could not be verified"), std::string::npos) << "unknown code";
+    EXPECT_EQ(testing::unbalanced_tags(page), "");
+}
+
+TEST(UpstreamErrorPage, EveryReasonCodeHasItsOwnWords) {
+    const std::vector<std::string_view> codes = {"expired",        "not_yet_valid", "self_signed",
+                                                 "untrusted_root", "wrong_host",    "weak_key",
+                                                 "weak_signature", "invalid_chain", "own_ca"};
+    std::vector<std::string_view> seen;
+    for (const std::string_view code : codes) {
+        const std::string_view words = describe_upstream_error(code);
+        EXPECT_EQ(std::find(seen.begin(), seen.end(), words), seen.end()) << code;
+        EXPECT_NE(words, describe_upstream_error("other")) << code;
+        seen.push_back(words);
+    }
+    EXPECT_EQ(describe_upstream_error("wrong_host"),
+              "The site's certificate was issued for a different name than the one you asked "
+              "for.");
+}
+
 }  // namespace
 }  // namespace tlsgate::portal
