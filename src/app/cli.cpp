@@ -25,9 +25,9 @@ int fail(const std::string& message) {
 }
 
 int ca_init(const std::filesystem::path& dir, const std::string& subject, const std::string& key,
-            bool force) {
+            bool force, bool offline_root) {
     const auto key_type = key == "rsa-3072" ? pki::KeyType::rsa_3072 : pki::KeyType::ec_p256;
-    auto ca = pki::create_ca(subject, key_type);
+    auto ca = pki::create_ca(subject, key_type, 3650, offline_root ? 1 : 0);
     if (!ca) {
         return fail(ca.error());
     }
@@ -37,6 +37,34 @@ int ca_init(const std::filesystem::path& dir, const std::string& subject, const 
     const auto summary = pki::summarize(ca->cert.get());
     std::printf("created CA in %s\n  subject: %s\n  SHA-256: %s\n", dir.c_str(),
                 summary.subject.c_str(), summary.sha256_fingerprint.c_str());
+    if (offline_root) {
+        std::printf(
+            "  an offline root: keep this directory off the gateway and issue short-lived CAs\n"
+            "  with: tlsgate ca issue-intermediate --root-dir %s --dir GATEWAY_CA_DIR\n",
+            dir.c_str());
+    }
+    return 0;
+}
+
+int ca_issue_intermediate(const std::filesystem::path& root_dir, const std::filesystem::path& dir,
+                          const std::string& subject, int days, bool force) {
+    auto root = pki::load_ca(root_dir);
+    if (!root) {
+        return fail(root.error());
+    }
+    auto issuing = pki::issue_intermediate(*root, subject, days);
+    if (!issuing) {
+        return fail(issuing.error());
+    }
+    if (auto saved = pki::save_ca(*issuing, dir, force); !saved) {
+        return fail(saved.error());
+    }
+    const auto summary = pki::summarize(issuing->cert.get());
+    std::printf(
+        "issued a CA in %s (ca.pem, ca.key, chain.pem)\n  subject: %s\n  issuer: %s\n"
+        "  not after: %s\n  devices install the root: %s\n",
+        dir.c_str(), summary.subject.c_str(), summary.issuer.c_str(), summary.not_after.c_str(),
+        (root_dir / pki::kCaCertFile).c_str());
     return 0;
 }
 
@@ -51,6 +79,11 @@ int ca_show(const std::filesystem::path& dir) {
         "SPKI SHA-256: %s\n",
         (dir / pki::kCaCertFile).c_str(), summary.subject.c_str(), summary.not_before.c_str(),
         summary.not_after.c_str(), summary.sha256_fingerprint.c_str(), summary.spki_sha256.c_str());
+    if (!ca->chain.empty()) {
+        const auto root = pki::summarize(ca->root());
+        std::printf("issued by:   %s (devices install this root; SHA-256 %s)\n",
+                    root.subject.c_str(), root.sha256_fingerprint.c_str());
+    }
     if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
         std::printf("warning:     %s\n", warning->c_str());
     }
@@ -65,7 +98,7 @@ int ca_export(const std::filesystem::path& dir, const std::string& format, const
     const auto kind = format == "der"   ? pki::ExportFormat::der
                       : format == "p12" ? pki::ExportFormat::p12
                                         : pki::ExportFormat::pem;
-    auto bytes = pki::export_certificate(ca->cert.get(), kind);
+    auto bytes = pki::export_certificate(ca->root(), kind);
     if (!bytes) {
         return fail(bytes.error());
     }
@@ -123,7 +156,25 @@ int run_cli(int argc, char** argv) {
         ->check(CLI::IsMember({"ec-p256", "rsa-3072"}))
         ->capture_default_str();
     init->add_flag("--force", force, "Overwrite an existing CA");
-    init->callback([&] { status = ca_init(ca_dir, subject, key_type, force); });
+    bool offline_root = false;
+    init->add_flag("--offline-root", offline_root,
+                   "A root allowed to sign one issuing CA level (pathlen:1), kept off the gateway");
+    init->callback([&] { status = ca_init(ca_dir, subject, key_type, force, offline_root); });
+
+    auto* issue = ca->add_subcommand(
+        "issue-intermediate", "Sign a short-lived issuing CA for the gateway with an offline root");
+    std::string root_dir;
+    int days = 30;
+    std::string issuing_subject = "CN=tlsgate issuing CA,O=tlsgate interception";
+    issue->add_option("--root-dir", root_dir, "The offline root's directory (ca.pem, ca.key)")
+        ->required();
+    issue->add_option("--dir", ca_dir, "The gateway's CA directory")->capture_default_str();
+    issue->add_option("--days", days, "Validity in days (1..3650)")->capture_default_str();
+    issue->add_option("--subject", issuing_subject, "Subject of the issuing CA")
+        ->capture_default_str();
+    issue->add_flag("--force", force, "Replace the CA in --dir (renewal)");
+    issue->callback(
+        [&] { status = ca_issue_intermediate(root_dir, ca_dir, issuing_subject, days, force); });
 
     auto* show = ca->add_subcommand("show", "Show subject, validity and fingerprints");
     show->add_option("--dir", ca_dir, "CA directory")->capture_default_str();

@@ -76,7 +76,21 @@ Result<void> load_certificate_authorities(const std::filesystem::path& dir,
         return make_error(untrusted.error());
     }
     shared.ca = std::move(*ca);
-    shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.cert.get());
+    // The root: in issuing-CA mode that is what an upstream chain of our own would end at.
+    shared.upstream_checks.own_ca_spki_sha256 = pki::spki_sha256_hex(shared.ca.root());
+    if (!shared.ca.chain.empty()) {
+        const auto expires = pki::asn1_time_to_time_t(X509_get0_notAfter(shared.ca.cert.get()));
+        const std::time_t now = std::time(nullptr);
+        if (!expires || *expires <= now) {
+            return make_error("refusing to start: the issuing CA in " + dir.string() +
+                              " has expired; issue a new one with `tlsgate ca "
+                              "issue-intermediate --force`");
+        }
+        if (*expires - now < 7 * 24 * 3600) {
+            spdlog::warn("the issuing CA expires at {}: issue a new one soon",
+                         pki::format_time_utc(*expires));
+        }
+    }
     shared.untrusted_ca = std::move(*untrusted);
     if (pki::spki_sha256_hex(shared.untrusted_ca.cert.get()) ==
         shared.upstream_checks.own_ca_spki_sha256) {
@@ -118,6 +132,22 @@ Result<void> prepare_worker(relay::WorkerContext& worker, const RunOptions& opti
     worker.upstream_context = std::move(*upstream);
     worker.upstream_sessions.attach(worker.upstream_context.get());
     worker.client_context = std::move(*client);
+    if (const auto& ca = worker.shared.ca; !ca.chain.empty()) {
+        // Issuing-CA mode: devices trust the root, so every leaf goes out with the issuing CA
+        // (and any CA between it and the root, never the root itself).
+        std::vector<X509*> send = {ca.cert.get()};
+        for (std::size_t i = 0; i + 1 < ca.chain.size(); ++i) {
+            send.push_back(ca.chain[i].get());
+        }
+        for (X509* cert : send) {
+            X509_up_ref(cert);
+            if (SSL_CTX_add_extra_chain_cert(worker.client_context.get(), cert) != 1) {
+                X509_free(cert);
+                return make_error("cannot add the issuing CA to the chain: " +
+                                  pki::last_openssl_error());
+            }
+        }
+    }
     worker.leaf_key = std::move(*leaf_key);
     if (key_log != nullptr) {
         tls::enable_key_log(worker.upstream_context.get(), key_log);
@@ -368,7 +398,7 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
         });
     }
 
-    const auto summary = pki::summarize(shared.ca.cert.get());
+    const auto summary = pki::summarize(shared.ca.root());
     std::string listening;
     for (const auto& spec : options.listeners) {
         listening += (listening.empty() ? "" : ", ") + spec.to_string();

@@ -509,7 +509,7 @@ std::string one_line_name(const X509_NAME* name) {
 }
 
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
-                                       int validity_days) {
+                                       int validity_days, int path_length) {
     if (validity_days < 1 || validity_days > 36500) {
         return make_error("CA validity must be 1..36500 days, not " +
                           std::to_string(validity_days));
@@ -549,7 +549,7 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
         step = set_validity(cert.get(), not_before, not_after);
     }
     if (step) {
-        step = add_basic_constraints(cert.get(), true, 0);
+        step = add_basic_constraints(cert.get(), true, path_length);
     }
     if (step) {
         step = add_key_usage(cert.get(), {5 /* keyCertSign */, 6 /* cRLSign */});
@@ -567,7 +567,86 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
         return make_error(step.error());
     }
     warm_extension_cache(cert.get());
-    return CertificateAuthority{std::move(cert), std::move(*key)};
+    return CertificateAuthority{std::move(cert), std::move(*key), {}};
+}
+
+Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root,
+                                                const std::string& subject, int validity_days) {
+    if (validity_days < 1 || validity_days > 3650) {
+        return make_error("issuing CA validity must be 1..3650 days, not " +
+                          std::to_string(validity_days));
+    }
+    if (!root.chain.empty()) {
+        return make_error("the signing CA is itself an issuing CA: sign with the offline root");
+    }
+    if (X509_get_pathlen(root.cert.get()) == 0) {
+        return make_error(
+            "the root allows no CA below it (pathlen:0); create the offline root with "
+            "`tlsgate ca init --offline-root`");
+    }
+    auto name = parse_subject(subject);
+    if (!name) {
+        return make_error(name.error());
+    }
+    auto key = generate_ca_key(KeyType::ec_p256);
+    if (!key) {
+        return make_error(key.error());
+    }
+    auto serial = random_serial_bytes();
+    if (!serial) {
+        return make_error(serial.error());
+    }
+    auto root_not_after = asn1_time_to_time_t(X509_get0_notAfter(root.cert.get()));
+    if (!root_not_after) {
+        return make_error(root_not_after.error());
+    }
+    const std::time_t now = std::time(nullptr);
+    const std::time_t not_before = now - 3600;
+    // Never valid past the root: a chain is only as long-lived as its shortest link.
+    const std::time_t not_after =
+        std::min(*root_not_after, now + static_cast<std::time_t>(validity_days) * 24 * 3600);
+    if (not_after <= now) {
+        return make_error("the root has expired");
+    }
+    X509Ptr cert(X509_new());
+    if (!cert || X509_set_subject_name(cert.get(), name->get()) != 1 ||
+        X509_set_issuer_name(cert.get(), X509_get_subject_name(root.cert.get())) != 1 ||
+        X509_set_pubkey(cert.get(), key->get()) != 1) {
+        return openssl_failure("cannot fill in the issuing CA certificate");
+    }
+    using namespace detail;
+    auto key_id = key_identifier(cert.get());
+    auto root_key_id = key_identifier(root.cert.get());
+    if (!key_id || !root_key_id) {
+        return make_error(!key_id ? key_id.error() : root_key_id.error());
+    }
+    Result<void> step = set_version_and_serial(cert.get(), *serial);
+    if (step) {
+        step = set_validity(cert.get(), not_before, not_after);
+    }
+    if (step) {
+        step = add_basic_constraints(cert.get(), true, 0);
+    }
+    if (step) {
+        step = add_key_usage(cert.get(), {5 /* keyCertSign */, 6 /* cRLSign */});
+    }
+    if (step) {
+        step = add_subject_key_id(cert.get(), key_id->get());
+    }
+    if (step) {
+        step = add_authority_key_id(cert.get(), root_key_id->get());
+    }
+    if (step) {
+        step = sign_sha256(cert.get(), root.key.get());
+    }
+    if (!step) {
+        return make_error(step.error());
+    }
+    warm_extension_cache(cert.get());
+    X509_up_ref(root.cert.get());
+    std::vector<X509Ptr> chain;
+    chain.emplace_back(root.cert.get());
+    return CertificateAuthority{std::move(cert), std::move(*key), std::move(chain)};
 }
 
 Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
@@ -588,8 +667,24 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
     if (auto created = ensure_directory(dir); !created) {
         return created;
     }
+    const bool real_ca = std::string_view(files.cert) == kCaCertFile;
+    const fs::path chain_path = dir / kCaChainFile;
+    std::string chain_pem;
+    for (const auto& above : ca.chain) {
+        auto pem = certificate_pem(above.get());
+        if (!pem) {
+            return make_error(pem.error());
+        }
+        chain_pem += *pem;
+    }
+    if (!real_ca && !ca.chain.empty()) {
+        return make_error("save_ca: only the real CA can have a chain");
+    }
     if (!force) {
-        for (const fs::path& path : {cert_path, key_path}) {
+        for (const fs::path& path : {cert_path, key_path, chain_path}) {
+            if (path == chain_path && (!real_ca || ca.chain.empty())) {
+                continue;
+            }
             if (path_exists(path)) {
                 return already_exists(path);
             }
@@ -621,12 +716,48 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
             return renamed;
         }
     }
+    if (real_ca && ca.chain.empty() && force) {
+        ::unlink(chain_path.c_str());  // a root replacing an issuing CA
+    } else if (real_ca && !ca.chain.empty()) {
+        TemporaryFile chain_file;
+        if (auto written = chain_file.create(chain_path, chain_pem, 0644); !written) {
+            return written;
+        }
+        if (auto renamed = chain_file.rename_to(chain_path); !renamed) {
+            return renamed;
+        }
+    }
     sync_directory(dir);
     return {};
 }
 
 Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files) {
-    return read_ca_files(dir / files.cert, dir / files.key);
+    auto ca = read_ca_files(dir / files.cert, dir / files.key);
+    const fs::path chain_path = dir / kCaChainFile;
+    if (!ca || std::string_view(files.cert) != kCaCertFile || !path_exists(chain_path)) {
+        return ca;
+    }
+    auto content = read_whole_file(chain_path, "CA chain");
+    if (!content) {
+        return make_error(content.error());
+    }
+    BioPtr bio(BIO_new_mem_buf(content->data(), static_cast<int>(content->size())));
+    while (X509* above = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+        ca->chain.emplace_back(above);
+    }
+    ERR_clear_error();  // the end of the PEM stream
+    X509* below = ca->cert.get();
+    for (const auto& above : ca->chain) {
+        if (X509_check_issued(above.get(), below) != X509_V_OK) {
+            return make_error(chain_path.string() + " does not chain " +
+                              one_line_name(X509_get_subject_name(below)) + " to its issuer");
+        }
+        below = above.get();
+    }
+    if (ca->chain.empty()) {
+        return make_error(chain_path.string() + " holds no certificate");
+    }
+    return ca;
 }
 
 Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "pki/openssl_handles.hpp"
@@ -16,12 +17,19 @@ namespace tlsgate::pki {
 enum class KeyType { ec_p256, rsa_3072 };
 
 struct CertificateAuthority {
-    X509Ptr cert;
+    X509Ptr cert;  // signs the leaves
     EvpPkeyPtr key;
+    // Issuing-CA mode (`tlsgate ca issue-intermediate`): the certificates above `cert`, ending at
+    // the offline root that devices install (DIR/chain.pem). Empty when `cert` is the root.
+    std::vector<X509Ptr> chain;
+
+    // What devices install and what the portal offers: the root.
+    X509* root() const { return chain.empty() ? cert.get() : chain.back().get(); }
 };
 
 inline constexpr const char* kCaCertFile = "ca.pem";
 inline constexpr const char* kCaKeyFile = "ca.key";
+inline constexpr const char* kCaChainFile = "chain.pem";
 inline constexpr const char* kUntrustedCaCertFile = "untrusted-ca.pem";
 inline constexpr const char* kUntrustedCaKeyFile = "untrusted-ca.key";
 // Whoever finds it in a certificate viewer learns what it is for.
@@ -40,13 +48,19 @@ inline constexpr CaFileNames kUntrustedCaFiles{kUntrustedCaCertFile, kUntrustedC
 // comma, "\\" a backslash). Attribute types: CN O OU C ST L DC emailAddress serialNumber street
 // (short or long names, any case). Root: basicConstraints critical CA:TRUE pathlen:0; keyUsage
 // critical keyCertSign+cRLSign; SKI and AKI; random 128-bit serial; valid from one hour ago for
-// `validity_days` (1..36500).
+// `validity_days` (1..36500). `path_length` 1 makes an offline root that may sign an issuing CA.
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
-                                       int validity_days = 3650);
+                                       int validity_days = 3650, int path_length = 0);
+// A short-lived issuing CA signed by the offline `root` (which must allow a CA below it): a fresh
+// P-256 key, CA:TRUE pathlen:0, valid for `validity_days` (1..3650) but never past the root. Its
+// chain holds the root, so a stolen online key is worthless once the issuing CA expires.
+Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root,
+                                                const std::string& subject, int validity_days);
 // Writes ca.pem (0644) and ca.key (0600, unencrypted PKCS#8, created exclusively), or the pair
-// `files` names. Refuses when either exists ("... exists; use --force"), unless `force`: then
-// both are written to temporary files and renamed over the old ones. Creates `dir` (0700) if
-// missing.
+// `files` names; for the real CA also chain.pem when it has a chain (and removes a stale one
+// when `force` replaces an issuing CA with a root). Refuses when either exists ("... exists; use
+// --force"), unless `force`: then both are written to temporary files and renamed over the old
+// ones. Creates `dir` (0700) if missing.
 Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
                      CaFileNames files = {});
 Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files = {});

@@ -35,7 +35,7 @@ HttpAnswer text_answer(int status, std::string reason, std::string body) {
 Result<std::unique_ptr<PortalAssets>> PortalAssets::build(const pki::CertificateAuthority& ca,
                                                           const PortalOperator& operator_info) {
     auto assets = std::make_unique<PortalAssets>();
-    X509* cert = ca.cert.get();
+    X509* cert = ca.root();  // in issuing-CA mode devices install the offline root
     for (auto [format, into] : {std::pair{pki::ExportFormat::pem, &assets->pem},
                                 std::pair{pki::ExportFormat::der, &assets->der},
                                 std::pair{pki::ExportFormat::p12, &assets->p12}}) {

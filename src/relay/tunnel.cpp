@@ -150,6 +150,12 @@ pki::X509Ptr leaf_for(Connection& connection, X509* upstream_cert, const std::st
         connection.record.error = "cannot mirror the upstream certificate: " + properties.error();
         return nullptr;
     }
+    // A leaf never outlives its issuer (a short-lived issuing CA in intermediate mode).
+    if (const auto ca_not_after =
+            pki::asn1_time_to_time_t(X509_get0_notAfter(worker.shared.ca.cert.get()));
+        ca_not_after && *ca_not_after < properties->not_after) {
+        properties->not_after = *ca_not_after;
+    }
     auto leaf = pki::mint_leaf(*properties, leaf_key_for(worker, upstream_cert), worker.shared.ca);
     if (!leaf) {
         connection.record.error = "minting failed: " + leaf.error();
