@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cstdio>
+#include <string_view>
 
 namespace tlsgate::inspect {
 
@@ -17,6 +18,10 @@ const EVP_MD* sha256() {
     static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
     return md;
 }
+
+// Most bodies are empty (every GET's request): their digest is known without hashing.
+constexpr std::string_view kEmptySha256 =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 }  // namespace
 
 BodyRecorder::BodyRecorder() : hash_(std::make_unique<HashState>()) {}
@@ -25,7 +30,7 @@ BodyRecorder::BodyRecorder(BodyRecorder&&) noexcept = default;
 BodyRecorder& BodyRecorder::operator=(BodyRecorder&&) noexcept = default;
 
 void BodyRecorder::start(std::size_t capture_limit) {
-    EVP_DigestInit_ex(hash_->context, sha256(), nullptr);
+    hashing_ = false;
     size_ = 0;
     capture_limit_ = capture_limit;
     captured_.clear();
@@ -38,6 +43,10 @@ void BodyRecorder::add(std::span<const char> payload) {
         start(0);
     if (payload.empty())
         return;
+    if (!hashing_) {
+        EVP_DigestInit_ex(hash_->context, sha256(), nullptr);
+        hashing_ = true;
+    }
     EVP_DigestUpdate(hash_->context, payload.data(), payload.size());
     size_ += payload.size();
     if (captured_.size() < capture_limit_) {
@@ -54,14 +63,19 @@ void BodyRecorder::add(std::span<const char> payload) {
 void BodyRecorder::finish_into(BodySummary& summary) {
     if (!started_)
         start(0);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(hash_->context, digest, &length);
-    static constexpr char kHex[] = "0123456789abcdef";
-    summary.sha256.resize(length * 2);
-    for (unsigned int i = 0; i < length; ++i) {
-        summary.sha256[2 * i] = kHex[digest[i] >> 4];
-        summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
+    if (hashing_) {
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int length = 0;
+        EVP_DigestFinal_ex(hash_->context, digest, &length);
+        static constexpr char kHex[] = "0123456789abcdef";
+        summary.sha256.resize(length * 2);
+        for (unsigned int i = 0; i < length; ++i) {
+            summary.sha256[2 * i] = kHex[digest[i] >> 4];
+            summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
+        }
+        hashing_ = false;
+    } else {
+        summary.sha256 = kEmptySha256;
     }
     summary.size = size_;
     summary.captured = std::move(captured_);

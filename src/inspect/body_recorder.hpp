@@ -1,6 +1,6 @@
 #pragma once
 // Streams a body's payload into its BodySummary: size and SHA-256 always, the first bytes only
-// when capture is on. Holds one hash context, never the body.
+// when capture is on. Holds one hash context, never the body; an empty body never touches it.
 #include <memory>
 #include <span>
 
@@ -30,6 +30,7 @@ private:
     std::string captured_;
     bool truncated_ = false;
     bool started_ = false;
+    bool hashing_ = false;  // the hash context is initialized: the body has a first byte
 };
 
 }  // namespace tlsgate::inspect

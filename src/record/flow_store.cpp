@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "record/json_text.hpp"
 
 namespace tlsgate::record {
 namespace {
@@ -88,12 +91,21 @@ std::string create_schema_sql() {
     return sql;
 }
 
-std::string insert_sql() {
-    std::string placeholders;
+// Rows per multi-row INSERT: one statement execution (cursors opened on the table and every
+// index once) stores this many flows. 16 rows are 576 parameters, far under SQLite's limit.
+constexpr std::size_t kRowsPerInsert = 16;
+
+std::string insert_sql(std::size_t rows) {
+    std::string row = "(";
     for (int i = 0; i < kColumnCount; ++i) {
-        placeholders += i == 0 ? "?" : ", ?";
+        row += i == 0 ? "?" : ", ?";
     }
-    return "INSERT INTO flows (" + column_names() + ") VALUES (" + placeholders + ")";
+    row += ")";
+    std::string sql = "INSERT INTO flows (" + column_names() + ") VALUES ";
+    for (std::size_t i = 0; i < rows; ++i) {
+        sql += i == 0 ? row : ", " + row;
+    }
+    return sql;
 }
 
 std::int64_t to_micros(Clock::time_point when) {
@@ -103,18 +115,6 @@ std::int64_t to_micros(Clock::time_point when) {
 // Network text may be invalid UTF-8, which JSON cannot hold: replace rather than throw.
 std::string dump(const Json& value) {
     return value.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-std::string headers_json(const std::vector<inspect::HeaderField>& headers) {
-    Json list = Json::array();
-    for (const auto& header : headers) {
-        list.push_back(Json::array({header.name, header.value}));
-    }
-    return dump(list);
-}
-
-std::string informational_json(const std::vector<int>& statuses) {
-    return dump(Json(statuses));
 }
 
 Json opcodes_json(const std::map<int, std::uint64_t>& opcodes) {
@@ -142,7 +142,9 @@ std::string websocket_json(const inspect::WebSocketSummary& summary) {
 // Binds one row's values in column order. The bound text must outlive the statement's step.
 class RowBinder {
 public:
-    explicit RowBinder(sqlite3_stmt* statement) : statement_(statement) {}
+    // `row`: which row of a multi-row INSERT (0 for the first).
+    RowBinder(sqlite3_stmt* statement, std::size_t row)
+        : statement_(statement), first_(static_cast<int>(row) * kColumnCount) {}
 
     void integer(std::int64_t value) { check(sqlite3_bind_int64(statement_, next(), value)); }
     // SQLite integers are signed 64-bit; the cast back in RowReader restores the value exactly.
@@ -171,7 +173,7 @@ public:
     }
 
 private:
-    int next() { return ++bound_; }
+    int next() { return first_ + ++bound_; }
     void check(int code) {
         if (status_ == SQLITE_OK) {
             status_ = code;
@@ -179,6 +181,7 @@ private:
     }
 
     sqlite3_stmt* statement_;
+    int first_;
     int bound_ = 0;
     int status_ = SQLITE_OK;
 };
@@ -192,17 +195,33 @@ void bind_body(RowBinder& row, const inspect::BodySummary& body) {
     row.integer(body.capture_truncated ? 1 : 0);
 }
 
-// The JSON texts of one record, kept alive while its row is bound.
+// The JSON texts of one record, kept alive while its row is bound. One set serves a whole
+// batch: filling it again reuses its buffers.
 struct RecordJson {
     std::string informational;
     std::string request_headers;
     std::string response_headers;
     std::optional<std::string> websocket;
+
+    void fill(const inspect::HttpExchange& exchange) {
+        informational.clear();
+        append_int_array_json(informational, exchange.informational);
+        request_headers.clear();
+        append_headers_json(request_headers, exchange.request_headers);
+        response_headers.clear();
+        append_headers_json(response_headers, exchange.response_headers);
+        if (exchange.websocket) {
+            websocket = websocket_json(*exchange.websocket);
+        } else {
+            websocket.reset();
+        }
+    }
 };
 
-int bind_record(sqlite3_stmt* statement, const FlowRecord& record, const RecordJson& json) {
+int bind_record(sqlite3_stmt* statement, std::size_t row_index, const FlowRecord& record,
+                const RecordJson& json) {
     const auto& exchange = record.exchange;
-    RowBinder row(statement);
+    RowBinder row(statement, row_index);
     row.unsigned_integer(record.connection_id);
     row.text(record.client_address);
     row.text(record.server_address);
@@ -623,8 +642,12 @@ void FlowStore::StatementFinalizer::operator()(sqlite3_stmt* statement) const {
     sqlite3_finalize(statement);
 }
 
-FlowStore::FlowStore(std::filesystem::path path, Database db, Statement insert)
-    : path_(std::move(path)), db_(std::move(db)), insert_(std::move(insert)) {}
+FlowStore::FlowStore(std::filesystem::path path, Database db, Statement insert,
+                     Statement insert_many)
+    : path_(std::move(path)),
+      db_(std::move(db)),
+      insert_(std::move(insert)),
+      insert_many_(std::move(insert_many)) {}
 
 FlowStore::~FlowStore() = default;
 
@@ -662,7 +685,11 @@ Result<FlowStore> FlowStore::open(const std::filesystem::path& path, OpenMode mo
     }
 
     sqlite3* raw = nullptr;
-    const int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+    // NOMUTEX: a store is used by one thread at a time (the writer thread, or the CLI), so the
+    // per-call connection mutex of the default serialized mode (two locks per bound value) buys
+    // nothing.
+    const int flags = SQLITE_OPEN_NOMUTEX | (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                                                      : SQLITE_OPEN_READONLY);
     const int opened = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
     Database db(raw);  // a handle comes back even when opening fails, and must be closed
     if (opened != SQLITE_OK) {
@@ -716,15 +743,25 @@ Result<FlowStore> FlowStore::open(const std::filesystem::path& path, OpenMode mo
         if (auto set = exec("PRAGMA query_only = 1", "query_only"); !set) {
             return make_error(set.error());
         }
-        return FlowStore(path, std::move(db), nullptr);
+        return FlowStore(path, std::move(db), nullptr, nullptr);
     }
 
-    // WAL: the CLI reads without blocking the writer; NORMAL: a commit does not wait for fsync
-    // (a power cut may lose the last batches, never corrupts the file).
+    // WAL: the CLI reads without blocking the writer. NORMAL, not OFF: a commit does not wait
+    // for fsync, only a checkpoint does, so a power cut may lose the last batches but never
+    // corrupts the file; OFF would only save that fsync (per checkpoint, on the writer thread)
+    // and could corrupt the whole history on a power cut, too much for a log.
     if (auto set = exec("PRAGMA journal_mode = WAL", "cannot enable WAL"); !set) {
         return make_error(set.error());
     }
     if (auto set = exec("PRAGMA synchronous = NORMAL", "cannot set synchronous"); !set) {
+        return make_error(set.error());
+    }
+    // Checkpoint every 4000 pages (16 MiB of WAL) rather than SQLite's 1000: a quarter of the
+    // checkpoints and fsyncs, and index pages rewritten by many batches are copied once. A
+    // checkpoint held back by a long reader can grow the WAL: it is cut back to 64 MiB after.
+    if (auto set = exec("PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864",
+                        "cannot set the checkpoint interval");
+        !set) {
         return make_error(set.error());
     }
     // IMMEDIATE: two gateways starting on one file must not both create the schema.
@@ -748,13 +785,25 @@ Result<FlowStore> FlowStore::open(const std::filesystem::path& path, OpenMode mo
         return make_error(schema.error());
     }
 
-    sqlite3_stmt* raw_insert = nullptr;
-    const std::string sql = insert_sql();
-    if (sqlite3_prepare_v3(db.get(), sql.c_str(), static_cast<int>(sql.size()),
-                           SQLITE_PREPARE_PERSISTENT, &raw_insert, nullptr) != SQLITE_OK) {
-        return make_error(name + ": cannot prepare the insert: " + sqlite3_errmsg(db.get()));
+    const auto prepare_insert = [&](std::size_t rows) -> Result<Statement> {
+        sqlite3_stmt* raw_insert = nullptr;
+        const std::string sql = insert_sql(rows);
+        if (sqlite3_prepare_v3(db.get(), sql.c_str(), static_cast<int>(sql.size()),
+                               SQLITE_PREPARE_PERSISTENT, &raw_insert, nullptr) != SQLITE_OK) {
+            return make_error(name + ": cannot prepare the insert: " + sqlite3_errmsg(db.get()));
+        }
+        return Statement(raw_insert);
+    };
+    auto insert_one = prepare_insert(1);
+    if (!insert_one) {
+        return make_error(insert_one.error());
     }
-    return FlowStore(path, std::move(db), Statement(raw_insert));
+    auto insert_many = prepare_insert(kRowsPerInsert);
+    if (!insert_many) {
+        return make_error(insert_many.error());
+    }
+    return FlowStore(path, std::move(db), std::move(insert_one).value(),
+                     std::move(insert_many).value());
 }
 
 Result<void> FlowStore::insert(std::span<const FlowRecord> records) {
@@ -765,29 +814,29 @@ Result<void> FlowStore::insert(std::span<const FlowRecord> records) {
         return {};
     }
     sqlite3* db = db_.get();
-    sqlite3_stmt* statement = insert_.get();
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
         return make_error(describe_failure("cannot begin a transaction"));
     }
     std::string failure;
-    for (const auto& record : records) {
-        RecordJson json{informational_json(record.exchange.informational),
-                        headers_json(record.exchange.request_headers),
-                        headers_json(record.exchange.response_headers), std::nullopt};
-        if (record.exchange.websocket) {
-            json.websocket = websocket_json(*record.exchange.websocket);
+    // The JSON texts of the rows of one statement, alive until it has run.
+    std::array<RecordJson, kRowsPerInsert> json;
+    while (!records.empty() && failure.empty()) {
+        const bool many = records.size() >= kRowsPerInsert;
+        const std::size_t rows = many ? kRowsPerInsert : 1;
+        sqlite3_stmt* statement = many ? insert_many_.get() : insert_.get();
+        // Every column of every row is bound each time, so no binding survives from before.
+        int bound = SQLITE_OK;
+        for (std::size_t row = 0; row < rows && bound == SQLITE_OK; ++row) {
+            json[row].fill(records[row].exchange);
+            bound = bind_record(statement, row, records[row], json[row]);
         }
-        const int bound = bind_record(statement, record, json);
         if (bound != SQLITE_OK) {
             failure = std::string("cannot bind a flow: ") + sqlite3_errstr(bound);
         } else if (sqlite3_step(statement) != SQLITE_DONE) {
             failure = describe_failure("cannot insert a flow");
         }
         sqlite3_reset(statement);
-        sqlite3_clear_bindings(statement);
-        if (!failure.empty()) {
-            break;
-        }
+        records = records.subspan(rows);
     }
     if (failure.empty() && sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
         failure = describe_failure("cannot commit");

@@ -81,12 +81,13 @@ private:
     using Database = std::unique_ptr<sqlite3, DatabaseCloser>;
     using Statement = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
 
-    FlowStore(std::filesystem::path path, Database db, Statement insert);
+    FlowStore(std::filesystem::path path, Database db, Statement insert, Statement insert_many);
     std::string describe_failure(std::string_view what) const;
 
     std::filesystem::path path_;
-    Database db_;       // declared before the statement: statements are finalized first
-    Statement insert_;  // null when read-only
+    Database db_;            // declared before the statements: they are finalized first
+    Statement insert_;       // one row; null when read-only
+    Statement insert_many_;  // several rows at once; null when read-only
 };
 
 // "404" (one code; "0" selects exchanges that got no response) or "4xx" (a class).

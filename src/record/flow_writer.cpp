@@ -98,6 +98,43 @@ FlowWriter::~FlowWriter() {
     close();
 }
 
+void FlowWriter::Queue::push(FlowRecord&& record, std::size_t bytes) {
+    if (size_ == slots_.size()) {
+        std::vector<Slot> grown(std::max<std::size_t>(16, 2 * slots_.size()));
+        for (std::size_t i = 0; i < size_; ++i) {
+            grown[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+        }
+        slots_ = std::move(grown);
+        head_ = 0;
+    }
+    Slot& slot = slots_[(head_ + size_) % slots_.size()];
+    slot.record = std::move(record);
+    slot.bytes = bytes;
+    ++size_;
+}
+
+std::size_t FlowWriter::Queue::move_front_to(std::size_t count, std::vector<FlowRecord>& out) {
+    count = std::min(count, size_);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        Slot& slot = slots_[head_];
+        out.push_back(std::move(slot.record));
+        bytes += slot.bytes;
+        head_ = (head_ + 1) % slots_.size();
+    }
+    size_ -= count;
+    if (size_ == 0) {
+        head_ = 0;
+    }
+    return bytes;
+}
+
+void FlowWriter::Queue::swap(Queue& other) noexcept {
+    slots_.swap(other.slots_);
+    std::swap(head_, other.head_);
+    std::swap(size_, other.size_);
+}
+
 bool FlowWriter::submit(FlowRecord&& record) {
     const std::size_t size = approximate_size(record);
     bool wake = false;
@@ -108,11 +145,10 @@ bool FlowWriter::submit(FlowRecord&& record) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return false;
         }
-        queue_.push_back(std::move(record));
+        queue_.push(std::move(record), size);
         queued_bytes_ += size;
-        // The writer waits either for a first flow (idle) or for a full batch (collecting):
-        // waking it for anything in between would only cost a system call per flow.
-        wake = queue_.size() == 1 || queue_.size() == options_.max_batch;
+        wake = (writer_idle_ && queue_.size() == 1) ||
+               (writer_collecting_ && queue_.size() == options_.max_batch);
     }
     if (wake) {
         wake_.notify_one();
@@ -135,33 +171,41 @@ void FlowWriter::close() {
 void FlowWriter::run() {
     std::vector<FlowRecord> batch;
     batch.reserve(std::min<std::size_t>(options_.max_batch, 4096));
+    // The writer's half of a double buffer: a batch that is the whole queue is taken by swapping
+    // the queue with this (empty) one, so submit() never waits behind flows being moved.
+    Queue taken;
     for (;;) {
         {
             std::unique_lock lock(mutex_);
             const auto has_work = [this] { return stopping_ || !queue_.empty(); };
-            const bool was_idle = queue_.empty();
-            if (dropped_.load(std::memory_order_relaxed) != drops_reported_) {
-                // Drops not yet reported: wake in time to report them even if no flow comes.
-                wake_.wait_for(lock, kReportInterval, has_work);
-            } else {
-                wake_.wait(lock, has_work);
+            if (!has_work()) {
+                writer_idle_ = true;
+                if (dropped_.load(std::memory_order_relaxed) != drops_reported_) {
+                    // Drops not yet reported: wake in time to report them even if no flow comes.
+                    wake_.wait_for(lock, kReportInterval, has_work);
+                } else {
+                    wake_.wait(lock, has_work);
+                }
+                writer_idle_ = false;
             }
             if (stopping_ && queue_.empty()) {
                 break;
             }
-            // A flow that arrived while the writer was idle waits a little for companions, so a
-            // trickle does not cost a commit each. A backlog is written right away.
-            if (was_idle && !stopping_ && !queue_.empty() && queue_.size() < options_.max_batch) {
+            if (!stopping_ && !queue_.empty() && queue_.size() < options_.max_batch) {
+                writer_collecting_ = true;
                 wake_.wait_for(lock, options_.max_batch_delay,
                                [this] { return stopping_ || queue_.size() >= options_.max_batch; });
+                writer_collecting_ = false;
             }
-            const std::size_t count = std::min(queue_.size(), options_.max_batch);
-            for (std::size_t i = 0; i < count; ++i) {
-                queued_bytes_ -= approximate_size(queue_.front());
-                batch.push_back(std::move(queue_.front()));
-                queue_.pop_front();
+            if (queue_.size() <= options_.max_batch) {
+                queue_.swap(taken);
+                queued_bytes_ = 0;
+            } else {
+                // A backlog: take one batch, the rest stays queued (and counted).
+                queued_bytes_ -= queue_.move_front_to(options_.max_batch, batch);
             }
         }
+        taken.move_front_to(taken.size(), batch);
         if (!batch.empty()) {
             write_batch(batch);
             batch.clear();

@@ -10,7 +10,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -56,7 +55,8 @@ struct FlowWriterOptions {
     // Captured bodies make flows large: the queue also stops at this many (estimated) bytes.
     std::size_t queue_byte_capacity = 256 * 1024 * 1024;
     std::size_t max_batch = 512;
-    // A flow waits at most this long for companions before its batch is written.
+    // A batch collects flows for this long after its first one, unless max_batch arrive first:
+    // a busy gateway costs one commit per delay (or per max_batch flows), not one per flow.
     std::chrono::milliseconds max_batch_delay{100};
     // Test hook: sleep this long after each batch to simulate a slow disk.
     std::chrono::milliseconds slow_down_per_batch{0};
@@ -87,6 +87,29 @@ public:
     std::uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
 
 private:
+    // The queue: a FIFO in reused slots. A std::deque allocated a node per flow (a FlowRecord is
+    // larger than its node) on the worker and freed it on the writer; slots are allocated when
+    // the queue grows past its largest size so far, then reused.
+    class Queue {
+    public:
+        bool empty() const { return size_ == 0; }
+        std::size_t size() const { return size_; }
+        void push(FlowRecord&& record, std::size_t bytes);
+        // Moves the first `count` flows (at most size()) to the end of `out`; returns their
+        // approximate_size() total.
+        std::size_t move_front_to(std::size_t count, std::vector<FlowRecord>& out);
+        void swap(Queue& other) noexcept;
+
+    private:
+        struct Slot {
+            FlowRecord record;
+            std::size_t bytes = 0;
+        };
+        std::vector<Slot> slots_;
+        std::size_t head_ = 0;
+        std::size_t size_ = 0;
+    };
+
     struct SinkState {
         std::unique_ptr<FlowSink> sink;
         std::uint64_t failures_unreported = 0;
@@ -108,9 +131,14 @@ private:
 
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<FlowRecord> queue_;
+    Queue queue_;
     std::size_t queued_bytes_ = 0;
     bool stopping_ = false;
+    // What the writer waits for, so submit() wakes it only when that arrives: the first flow
+    // when idle, a full batch when collecting. Any other wake would cost a futex call and a
+    // context switch per flow for nothing.
+    bool writer_idle_ = false;
+    bool writer_collecting_ = false;
 
     std::mutex join_mutex_;  // close() from several threads: one joins, the others wait for it
     std::thread writer_;

@@ -191,6 +191,36 @@ TEST(FlowStore, RoundTripsAFullyPopulatedRecordExactly) {
     EXPECT_FALSE(read[1].exchange.response_start.has_value());
 }
 
+// A batch is stored several rows per statement, then row by row for the rest: every row of
+// both kinds must read back exactly, in order.
+TEST(FlowStore, RoundTripsEveryRecordOfABatchThatSpansMultiRowStatements) {
+    TempDir dir;
+    auto store = open_store(dir.path() / "flows.db");
+    std::vector<FlowRecord> batch;
+    for (int i = 0; i < 37; ++i) {
+        FlowRecord record = i % 3 == 0 ? FlowRecord{} : full_record();
+        record.connection_id = static_cast<std::uint64_t>(i);
+        record.exchange.request_start = at_seconds(1'795'000'000 + i, i);
+        record.exchange.path = "/item/" + std::to_string(i);
+        record.exchange.request_headers.push_back({"X-Index", std::to_string(i)});
+        if (i % 2 == 0) {
+            record.exchange.websocket.reset();
+            record.exchange.response_start = at_seconds(1'795'000'000 + i, 500'000);
+        }
+        batch.push_back(std::move(record));
+    }
+    ASSERT_TRUE(store.insert(batch));
+
+    FlowQuery everything;
+    everything.limit = 0;
+    const auto read = query_ok(store, everything);
+    ASSERT_EQ(read.size(), batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        SCOPED_TRACE(i);
+        expect_same(read[i], batch[i]);
+    }
+}
+
 TEST(FlowStore, StoresCapturedBodiesAsBlobsAndNullWhenNotCaptured) {
     TempDir dir;
     const auto path = dir.path() / "flows.db";
