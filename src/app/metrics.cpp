@@ -120,6 +120,14 @@ std::string render_metrics(const MetricsSources& sources) {
                 {{"reason", relay::kVerifyReasons[i]}});
     }
 
+    const auto aia_fetch = [&](std::string_view result, auto pick) {
+        counter("tlsgate_upstream_aia_fetches_total",
+                "Missing upstream intermediates fetched from their caIssuers URL", pick,
+                {{"result", result}});
+    };
+    aia_fetch("ok", [](const Counters& c) -> const Counter& { return c.aia_fetched; });
+    aia_fetch("failed", [](const Counters& c) -> const Counter& { return c.aia_fetch_failed; });
+
     const auto upstream_error_action = [&](std::string_view action, auto pick) {
         counter("tlsgate_upstream_error_actions_total",
                 "What clients got for refused upstream certificates (on_upstream_error)", pick,

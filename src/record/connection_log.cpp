@@ -100,6 +100,8 @@ std::string to_json_line(const ConnectionRecord& record) {
                                  {"sha256", record.upstream_sha256}};
     }
     put_if(line, "upstream_verify_error", record.upstream_verify_error);
+    put_if(line, "upstream_aia_fetched", record.upstream_aia_fetched);
+    put_if(line, "upstream_aia_error", record.upstream_aia_error);
     put_if(line, "upstream_error_action", record.upstream_error_action);
     put_if(line, "client_rejection", record.client_rejection);
     if (record.http_status) {

@@ -60,6 +60,8 @@ struct ConnectionRecord {
     std::string upstream_issuer;
     std::string upstream_sha256;
     std::string upstream_verify_error;  // classify_verify_result code
+    std::string upstream_aia_fetched;   // the caIssuers URL a missing intermediate came from
+    std::string upstream_aia_error;     // why fetching it failed ("URL: reason")
     std::string upstream_error_action;  // what the client got instead: mirror, block
     std::string client_rejection;       // how the client turned our certificate down, if it did
     std::optional<int> http_status;     // the status tlsgate itself answered (CONNECT, errors)

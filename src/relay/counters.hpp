@@ -129,6 +129,8 @@ struct Counters {
     Counter leaf_cache_hits;
     Counter leaf_cache_misses;
     Counter upstream_resumed;
+    Counter aia_fetched;  // missing intermediates fetched from a caIssuers URL
+    Counter aia_fetch_failed;
     Counter flows_recorded;
     Counter flows_dropped;
     Counter dissection_failed;

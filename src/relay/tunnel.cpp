@@ -1,12 +1,14 @@
 // The tunnel's story: classify the client's first bytes, decide, then pass through, intercept or
 // block. See docs/life-of-a-connection.md.
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <array>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <optional>
 #include <variant>
 
 #include <spdlog/spdlog.h>
@@ -14,11 +16,13 @@
 #include "common/hostname.hpp"
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
+#include "relay/aia_fetch.hpp"
 #include "relay/byte_stream.hpp"
 #include "relay/connection.hpp"
 #include "relay/mirror.hpp"
 #include "relay/pump.hpp"
 #include "relay/splice.hpp"
+#include "tls/aia.hpp"
 #include "tls/contexts.hpp"
 #include "tls/upstream_checks.hpp"
 
@@ -183,6 +187,97 @@ X509* presented_certificate(SSL* ssl) {
     return chain != nullptr && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : nullptr;
 }
 
+// The presented certificate whose issuer the server did not send: follow the issuer links from
+// the leaf (servers do not always send the chain in order).
+X509* top_of_presented_chain(SSL* ssl) {
+    STACK_OF(X509)* presented = SSL_get_peer_cert_chain(ssl);
+    const int count = presented == nullptr ? 0 : sk_X509_num(presented);
+    X509* top = count > 0 ? sk_X509_value(presented, 0) : nullptr;
+    for (int step = 1; step < count && top != nullptr; ++step) {
+        X509* issuer = nullptr;
+        for (int i = 0; i < count && issuer == nullptr; ++i) {
+            X509* candidate = sk_X509_value(presented, i);
+            if (candidate != top && X509_check_issued(candidate, top) == X509_V_OK) {
+                issuer = candidate;
+            }
+        }
+        if (issuer == nullptr) {
+            break;
+        }
+        top = issuer;
+    }
+    return top;
+}
+
+// A chain that failed only for want of an intermediate: fetch it from the caIssuers URL of the
+// certificate it would have issued, as browsers do, into the worker's cache, where the next
+// verification finds it. True when a certificate was fetched; failures are cached too, so a
+// broken URL costs one fetch per minute, not one per connection.
+asio::awaitable<bool> fetch_missing_intermediate(Connection& connection, SSL* ssl,
+                                                 long verify_result) {
+    if (verify_result != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY &&
+        verify_result != X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE) {
+        co_return false;
+    }
+    X509* top = top_of_presented_chain(ssl);
+    if (top == nullptr) {
+        co_return false;
+    }
+    std::optional<tls::HttpUrl> url;
+    std::string url_text;
+    for (const auto& candidate : tls::ca_issuers_urls(top)) {
+        if ((url = tls::parse_http_url(candidate))) {
+            url_text = candidate;
+            break;
+        }
+    }
+    if (!url) {
+        co_return false;
+    }
+    auto& worker = connection.worker;
+    const auto state = worker.intermediates.state(url_text, tls::IntermediateCache::Clock::now());
+    if (state != tls::IntermediateCache::State::missing) {
+        // Fetched already and still no chain, or failed recently: nothing new to try.
+        if (state == tls::IntermediateCache::State::failed) {
+            connection.record.upstream_aia_error = url_text + ": failed recently (cached)";
+        }
+        co_return false;
+    }
+    const AiaFetchLimits limits;
+    // The fetch has its own, shorter limit; the watchdog still caps the whole connection.
+    connection.arm_timeout(worker.timeouts.handshake, "upstream_handshake");
+    auto fetched = co_await fetch_issuer_certificate(worker, *url, limits);
+    if (!fetched) {
+        ++worker.counters.aia_fetch_failed;
+        connection.record.upstream_aia_error = url_text + ": " + fetched.error();
+        worker.intermediates.store(url_text, nullptr, tls::IntermediateCache::Clock::now());
+        co_return false;
+    }
+    ++worker.counters.aia_fetched;
+    connection.record.upstream_aia_fetched = url_text;
+    worker.intermediates.store(url_text, std::move(*fetched), tls::IntermediateCache::Clock::now());
+    co_return true;
+}
+
+// A new TCP connection to the server the last one reached, for the handshake once more.
+asio::awaitable<bool> reconnect_upstream(Connection& connection) {
+    std::error_code error;
+    const auto endpoint = connection.upstream.remote_endpoint(error);
+    abort_socket(connection.upstream);
+    if (error) {
+        co_return false;
+    }
+    const std::string address = endpoint.address().to_string();
+    auto connected = co_await connect_upstream(connection, address, endpoint.port());
+    if (!connected) {
+        ++connection.worker.counters.upstream_connect_failed;
+        connection.record.error =
+            "reconnecting after fetching an intermediate: " + connected.error();
+        co_return false;
+    }
+    co_return true;
+}
+
 // Upstream's certificate was refused: upstream gets nothing more, the client gets what the rule
 // says (a mirrored session from the untrusted CA, or a fatal alert). The record already names
 // the reason; this adds what upstream presented and what the client got.
@@ -224,33 +319,56 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     auto& record = connection.record;
     const auto& timeouts = worker.timeouts;
 
-    pki::SslPtr upstream_ssl(SSL_new(worker.upstream_context.get()));
-    if (!upstream_ssl) {
-        record.error = "SSL_new: " + pki::last_openssl_error();
-        co_return;
-    }
-    if (auto configured =
-            tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name, alpn_offer);
-        !configured) {
-        record.error = configured.error();
-        co_await send_fatal_alert(connection, Alert::handshake_failure);
-        co_return;
-    }
     // Declared before the stream that points at it, so it outlives the SSL object.
     const std::string session_key = verify_name + '\n' + sni + '\n' + record.destination_address;
-    tls::UpstreamSessionCache::remember_as(upstream_ssl.get(), &session_key);
-    if (connection.upstream_session_to_resume) {
-        // Verified in full on the control connection, for the same name and server.
-        SSL_set_session(upstream_ssl.get(), connection.upstream_session_to_resume.get());
-    } else {
-        worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
-    }
-    TlsStream upstream(connection.upstream, std::move(upstream_ssl), TlsStream::Role::client);
-    connection.arm_timeout(timeouts.handshake, "upstream_handshake");
-    if (co_await upstream.handshake()) {
+    // A connection whose upstream leg carried a dialogue before TLS (STARTTLS) cannot be made
+    // again; its fetched intermediate serves the next one.
+    const bool can_reconnect = connection.plaintext_observer == nullptr;
+    std::optional<TlsStream> upstream_stream;
+    for (bool retried = false;; retried = true) {
+        pki::SslPtr upstream_ssl(SSL_new(worker.upstream_context.get()));
+        if (!upstream_ssl) {
+            record.error = "SSL_new: " + pki::last_openssl_error();
+            co_return;
+        }
+        if (auto configured =
+                tls::configure_upstream_ssl(upstream_ssl.get(), sni, verify_name, alpn_offer);
+            !configured) {
+            record.error = configured.error();
+            co_await send_fatal_alert(connection, Alert::handshake_failure);
+            co_return;
+        }
+        tls::use_intermediate_cache(upstream_ssl.get(), &worker.intermediates);
+        tls::UpstreamSessionCache::remember_as(upstream_ssl.get(), &session_key);
+        if (connection.upstream_session_to_resume) {
+            // Verified in full on the control connection, for the same name and server.
+            SSL_set_session(upstream_ssl.get(), connection.upstream_session_to_resume.get());
+        } else {
+            worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
+        }
+        upstream_stream.emplace(connection.upstream, std::move(upstream_ssl),
+                                TlsStream::Role::client);
+        TlsStream& upstream = *upstream_stream;
+        connection.arm_timeout(timeouts.handshake, "upstream_handshake");
+        if (!co_await upstream.handshake()) {
+            break;
+        }
         worker.upstream_sessions.forget(session_key);
         const long verify_result = SSL_get_verify_result(upstream.ssl());
         if (verify_result != X509_V_OK) {
+            bool fetched = false;
+            if (!retried && connection.timed_out_phase() == nullptr) {
+                fetched =
+                    co_await fetch_missing_intermediate(connection, upstream.ssl(), verify_result);
+            }
+            if (fetched && can_reconnect && connection.timed_out_phase() == nullptr) {
+                upstream_stream.reset();
+                if (!co_await reconnect_upstream(connection)) {
+                    co_await send_fatal_alert(connection, Alert::handshake_failure);
+                    co_return;
+                }
+                continue;  // once only, with the same timeouts
+            }
             const auto failure = tls::classify_verify_result(verify_result);
             ++worker.counters.upstream_verify_failed;
             ++worker.counters.upstream_verify_by_reason[verify_reason_index(failure.code)];
@@ -274,6 +392,7 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
         }
         co_return;
     }
+    TlsStream& upstream = *upstream_stream;
     record.upstream_tls = {tls::version_name(upstream.ssl()), tls::selected_alpn(upstream.ssl()),
                            SSL_get_cipher_name(upstream.ssl()),
                            SSL_session_reused(upstream.ssl()) == 1};

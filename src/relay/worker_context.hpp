@@ -20,6 +20,7 @@
 #include "relay/buffer_pool.hpp"
 #include "relay/connection_limits.hpp"
 #include "relay/counters.hpp"
+#include "tls/aia.hpp"
 #include "tls/session_cache.hpp"
 #include "tls/upstream_checks.hpp"
 
@@ -85,6 +86,8 @@ struct WorkerContext {
     pki::EvpPkeyPtr leaf_key;  // ECDSA P-256, for every upstream but RSA ones
     pki::LeafCache leaf_cache;
     tls::UpstreamSessionCache upstream_sessions{4096};
+    // Intermediates fetched for servers that omit them (AIA caIssuers), and recent failures.
+    tls::IntermediateCache intermediates;
     BufferPool buffers;
     Counters counters;
     std::uint64_t next_connection = 0;

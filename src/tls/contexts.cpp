@@ -7,8 +7,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "common/ip.hpp"
+#include "tls/aia.hpp"
 
 namespace tlsgate::tls {
 namespace {
@@ -51,6 +53,35 @@ Result<void> load_system_trust(X509_STORE* store) {
                           directory + ")");
     }
     return {};
+}
+
+int intermediate_cache_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+// OpenSSL's own verification, with the worker's fetched intermediates added to what the server
+// sent: they are untrusted hints, so the chain must still end at a trusted root.
+int verify_with_fetched_intermediates(X509_STORE_CTX* store_ctx, void*) {
+    const auto* ssl = static_cast<const SSL*>(
+        X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    const auto* cache = ssl == nullptr ? nullptr
+                                       : static_cast<const IntermediateCache*>(
+                                             SSL_get_ex_data(ssl, intermediate_cache_index()));
+    STACK_OF(X509)* presented = X509_STORE_CTX_get0_untrusted(store_ctx);
+    if (cache == nullptr || cache->empty() || presented == nullptr) {
+        return X509_verify_cert(store_ctx);
+    }
+    // A shallow copy: the certificates stay owned by the handshake and the cache.
+    std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> hints(
+        sk_X509_dup(presented), [](STACK_OF(X509) * stack) { sk_X509_free(stack); });
+    if (!hints || cache->add_issuers(hints.get(), IntermediateCache::Clock::now()) == 0) {
+        return X509_verify_cert(store_ctx);
+    }
+    X509_STORE_CTX_set0_untrusted(store_ctx, hints.get());
+    const int verified = X509_verify_cert(store_ctx);
+    X509_STORE_CTX_set0_untrusted(store_ctx, presented);
+    return verified;
 }
 
 int mirrored_alpn_index() {
@@ -109,6 +140,7 @@ Result<pki::SslCtxPtr> make_upstream_context(const UpstreamTrust& trust) {
         return make_error(applied.error());
     }
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_cert_verify_callback(context.get(), verify_with_fetched_intermediates, nullptr);
     if (trust.use_system_store) {
         if (auto loaded = load_system_trust(SSL_CTX_get_cert_store(context.get())); !loaded) {
             return make_error(loaded.error());
@@ -177,6 +209,10 @@ Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_
         }
     }
     return {};
+}
+
+void use_intermediate_cache(SSL* ssl, const IntermediateCache* cache) {
+    SSL_set_ex_data(ssl, intermediate_cache_index(), const_cast<IntermediateCache*>(cache));
 }
 
 void set_mirrored_alpn(SSL* ssl, const std::string* protocol) {

@@ -12,6 +12,8 @@
 
 namespace tlsgate::tls {
 
+class IntermediateCache;  // tls/aia.hpp
+
 struct UpstreamTrust {
     bool use_system_store = true;
     std::vector<std::string> extra_ca_files;  // PEM bundles added to the trust store
@@ -29,6 +31,10 @@ Result<pki::SslCtxPtr> make_client_facing_context();
 // the chain only (an in-path client without SNI: the minted leaf mirrors upstream's names).
 Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_view verify_name,
                                     const std::vector<std::string>& alpn_offer);
+
+// Lets the upstream context's verification also use `cache`'s fetched intermediates (as
+// untrusted chain-building hints) for this SSL; the cache must outlive its handshake.
+void use_intermediate_cache(SSL* ssl, const IntermediateCache* cache);
 
 // The protocol the client leg should select (upstream's choice; empty: no ALPN). Stored on the
 // SSL object and read by the context's ALPN callback.

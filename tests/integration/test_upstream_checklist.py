@@ -54,6 +54,13 @@ class Authority:
         self.cert, self.key = cert, key
 
 
+def authority(cn, issuer=None, key=None, **kwargs):
+    """A CA: self-signed when `issuer` is None; `ca=False` makes the not-a-CA case."""
+    key = key or p256()
+    kwargs.setdefault("ca", True)
+    return Authority(build(name(cn), key, issuer, **kwargs), key)
+
+
 def build(subject, key, issuer, *, ca=False, sans=None, ips=None, digest=None, extra=(),
           nb=None, na=None, serial=None):
     """A certificate for `key`; self-signed when `issuer` is None."""
@@ -265,15 +272,10 @@ class UpstreamChecklist(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="tlsgate-checklist-")
         d = cls.dir
-        root_key = p256()
-        root = Authority(build(name("Checklist Root"), root_key, None, ca=True), root_key)
-        issuing_key = p256()
-        issuing = Authority(build(name("Checklist Issuing"), issuing_key, root, ca=True),
-                            issuing_key)
+        root = authority("Checklist Root")
+        issuing = authority("Checklist Issuing", root)
         # a second trusted root whose key the gateway is told is an interception root
-        known_key = p256()
-        known = Authority(build(name("Checklist Known Interception Root"), known_key, None,
-                                ca=True), known_key)
+        known = authority("Checklist Known Interception Root")
 
         def leaf(host, issuer=issuing, chain=(), key=None, **kwargs):
             key = key or p256()
@@ -287,31 +289,23 @@ class UpstreamChecklist(unittest.TestCase):
                                                issuing.cert], good_leaf.key))
         origins.append(leaf("badsig-intermediate.test", chain=[corrupt_signature(issuing.cert)]))
         # intermediates that are not CAs: CA:FALSE, and X.509v1
-        not_ca_key = p256()
-        not_ca = Authority(build(name("Checklist CA:FALSE"), not_ca_key, root, ca=False),
-                           not_ca_key)
+        not_ca = authority("Checklist CA:FALSE", root, ca=False)
         origins.append(leaf("cafalse.test", issuer=not_ca, chain=[not_ca.cert]))
         v1 = v1_intermediate(d, root, "Checklist v1 intermediate")
         origins.append(leaf("v1-intermediate.test", issuer=v1, chain=[v1.cert]))
         # weak signatures and keys in the chain
-        rsa_ca_key = rsa.generate_private_key(65537, 2048)  # MD5 signatures need RSA
-        rsa_ca = Authority(build(name("Checklist RSA intermediate"), rsa_ca_key, root, ca=True),
-                           rsa_ca_key)
+        rsa_ca = authority("Checklist RSA intermediate", root,  # MD5 signatures need RSA
+                           key=rsa.generate_private_key(65537, 2048))
         origins.append(leaf("md5.test", issuer=rsa_ca, chain=[rsa_ca.cert], digest=hashes.MD5()))
-        sha1_ca_key = p256()
-        sha1_ca = Authority(build(name("Checklist SHA-1 intermediate"), sha1_ca_key, root,
-                                  ca=True, digest=hashes.SHA1()), sha1_ca_key)
+        sha1_ca = authority("Checklist SHA-1 intermediate", root, digest=hashes.SHA1())
         origins.append(leaf("sha1-intermediate.test", issuer=sha1_ca, chain=[sha1_ca.cert]))
-        weak_ca_key = rsa.generate_private_key(65537, 1024)
-        weak_ca = Authority(build(name("Checklist RSA-1024 intermediate"), weak_ca_key, root,
-                                  ca=True), weak_ca_key)
+        weak_ca = authority("Checklist RSA-1024 intermediate", root,
+                            key=rsa.generate_private_key(65537, 1024))
         origins.append(leaf("rsa1024-intermediate.test", issuer=weak_ca, chain=[weak_ca.cert]))
         # name constraints: the intermediate may only issue for inside.constrained.test
-        nc_key = p256()
         constraint = x509.NameConstraints(
             permitted_subtrees=[x509.DNSName("inside.constrained.test")], excluded_subtrees=None)
-        nc = Authority(build(name("Checklist constrained"), nc_key, root, ca=True,
-                             extra=[(constraint, True)]), nc_key)
+        nc = authority("Checklist constrained", root, extra=[(constraint, True)])
         origins.append(leaf("outside.constrained.test", issuer=nc, chain=[nc.cert]))
         origins.append(leaf("inside.constrained.test", issuer=nc, chain=[nc.cert]))
         # an extension nobody knows, marked critical
