@@ -563,11 +563,7 @@ class Gateway:
         return rc
 
     def sanitizer_report(self):
-        """Sanitizer findings on the gateway's stderr (ASan/UBSan builds), or ''."""
-        text = tail(self.stderr_path, 200)
-        markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "WARNING: ThreadSanitizer")
-        return text if any(m in text for m in markers) else ""
+        return sanitizer_report(self.stderr_path)
 
     def cleanup(self):
         self.stop()
@@ -621,6 +617,16 @@ class Gateway:
 
 # --------------------------------------------------------------------------------------------
 # clients
+
+
+def sanitizer_report(stderr_path):
+    """Sanitizer findings in a tlsgate stderr file (ASan/UBSan builds), or ''."""
+    if not os.path.exists(stderr_path):
+        return ""
+    text = tail(stderr_path, 200)
+    markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+               "WARNING: ThreadSanitizer")
+    return text if any(m in text for m in markers) else ""
 
 
 def start_gateway(w, config="", **kwargs):

@@ -25,7 +25,7 @@ import time
 import unittest
 
 import harness
-from test_lab_transparent import in_ns, read_log, sh, wait_listening
+from test_lab_transparent import in_ns, read_log, sh, stop_lab, wait_listening
 
 NS_CLIENT, NS_ROUTER, NS_ORIGIN = "tgm-cli", "tgm-gw", "tgm-org"
 CLIENT_IP, ROUTER_CLIENT_IP = "192.0.2.2", "192.0.2.1"
@@ -200,22 +200,7 @@ class MailLab(unittest.TestCase):
 
     @classmethod
     def _stop_all(cls):
-        for proc in reversed(cls.procs):
-            harness.stop_process(proc, timeout=5)
-        for log in cls.logs:
-            log.close()
-        tear_down_lab()
-        report = ""
-        stderr_path = os.path.join(cls.dir, "gateway.stderr")
-        if os.path.exists(stderr_path):
-            text = harness.tail(stderr_path, 200)
-            if any(marker in text for marker in ("ERROR: AddressSanitizer",
-                                                 "ERROR: LeakSanitizer", "runtime error:")):
-                report = text
-        if not harness.KEEP:
-            shutil.rmtree(cls.dir, ignore_errors=True)
-        if report:
-            raise AssertionError(f"sanitizer report from tlsgate:\n{report}")
+        stop_lab(cls, tear_down_lab)
 
     @classmethod
     def _spawn(cls, ns, argv, name):

@@ -188,6 +188,20 @@ while True:
 
 
 @unittest.skipUnless(lab_available(), "needs root, iproute2 and iptables")
+
+def stop_lab(lab, tear_down):
+    """Ends a lab class's processes and namespaces; fails on a sanitizer report from tlsgate."""
+    for proc in reversed(lab.procs):
+        harness.stop_process(proc, timeout=5)
+    for log in lab.logs:
+        log.close()
+    tear_down()
+    report = harness.sanitizer_report(os.path.join(lab.dir, "gateway.stderr"))
+    if not harness.KEEP:
+        shutil.rmtree(lab.dir, ignore_errors=True)
+    if report:
+        raise AssertionError(f"sanitizer report from tlsgate:\n{report}")
+
 class TransparentRedirectLab(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -209,21 +223,7 @@ class TransparentRedirectLab(unittest.TestCase):
 
     @classmethod
     def _stop_all(cls):
-        for proc in reversed(cls.procs):
-            harness.stop_process(proc, timeout=5)
-        for log in cls.logs:
-            log.close()
-        tear_down_lab()
-        report = ""
-        stderr_path = os.path.join(cls.dir, "gateway.stderr")
-        if os.path.exists(stderr_path):
-            text = harness.tail(stderr_path, 200)
-            if "ERROR: AddressSanitizer" in text or "runtime error:" in text:
-                report = text
-        if not harness.KEEP:
-            shutil.rmtree(cls.dir, ignore_errors=True)
-        if report:
-            raise AssertionError(f"sanitizer report from tlsgate:\n{report}")
+        stop_lab(cls, tear_down_lab)
 
     @classmethod
     def _spawn(cls, ns, argv, name):
