@@ -9,10 +9,12 @@ PACKAGES=(
   # libraries
   libssl-dev libasio-dev libnghttp2-dev libsqlite3-dev libcli11-dev libtomlplusplus-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # at run time, for a CA key in a PKCS#11 token (loaded on demand)
+  libengine-pkcs11-openssl
   # real peers and tools for the tests
   openssl ca-certificates curl nginx-light haproxy python3 python3-cryptography iproute2 iptables
   procps tshark tcpdump python3-websockets chromium sslscan
-  python3-aiosmtpd dovecot-imapd dovecot-pop3d vsftpd
+  python3-aiosmtpd dovecot-imapd dovecot-pop3d vsftpd softhsm2 opensc
 )
 
 missing=()

@@ -24,10 +24,23 @@ int fail(const std::string& message) {
     return 1;
 }
 
-int ca_init(const std::filesystem::path& dir, const std::string& subject, const std::string& key,
-            bool force, bool offline_root) {
+// `token_key.uri` set: the key already exists in a PKCS#11 token, which signs the root.
+Result<pki::CertificateAuthority> new_ca(const std::string& subject, const std::string& key,
+                                         const pki::TokenKeySpec& token_key, int path_length) {
+    if (!token_key.uri.empty()) {
+        auto in_token = pki::load_token_key(token_key);
+        if (!in_token) {
+            return make_error(in_token.error());
+        }
+        return pki::create_ca_in_token(subject, std::move(*in_token), 3650, path_length);
+    }
     const auto key_type = key == "rsa-3072" ? pki::KeyType::rsa_3072 : pki::KeyType::ec_p256;
-    auto ca = pki::create_ca(subject, key_type, 3650, offline_root ? 1 : 0);
+    return pki::create_ca(subject, key_type, 3650, path_length);
+}
+
+int ca_init(const std::filesystem::path& dir, const std::string& subject, const std::string& key,
+            const pki::TokenKeySpec& token_key, bool force, bool offline_root) {
+    auto ca = new_ca(subject, key, token_key, offline_root ? 1 : 0);
     if (!ca) {
         return fail(ca.error());
     }
@@ -37,6 +50,12 @@ int ca_init(const std::filesystem::path& dir, const std::string& subject, const 
     const auto summary = pki::summarize(ca->cert.get());
     std::printf("created CA in %s\n  subject: %s\n  SHA-256: %s\n", dir.c_str(),
                 summary.subject.c_str(), summary.sha256_fingerprint.c_str());
+    if (!token_key.uri.empty()) {
+        std::printf(
+            "  the key stays in the token; run the gateway with --ca-key '%s' (or ca_key "
+            "in the config)\n",
+            pki::redacted_pkcs11_uri(token_key.uri).c_str());
+    }
     if (offline_root) {
         std::printf(
             "  an offline root: keep this directory off the gateway and issue short-lived CAs\n"
@@ -69,7 +88,7 @@ int ca_issue_intermediate(const std::filesystem::path& root_dir, const std::file
 }
 
 int ca_show(const std::filesystem::path& dir) {
-    auto ca = pki::load_ca(dir);
+    auto ca = pki::load_ca_certificates(dir);
     if (!ca) {
         return fail(ca.error());
     }
@@ -84,14 +103,16 @@ int ca_show(const std::filesystem::path& dir) {
         std::printf("issued by:   %s (devices install this root; SHA-256 %s)\n",
                     root.subject.c_str(), root.sha256_fingerprint.c_str());
     }
-    if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
+    if (!std::filesystem::exists(dir / pki::kCaKeyFile)) {
+        std::printf("key:         not in this directory (a PKCS#11 token, or an offline root)\n");
+    } else if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {
         std::printf("warning:     %s\n", warning->c_str());
     }
     return 0;
 }
 
 int ca_export(const std::filesystem::path& dir, const std::string& format, const std::string& out) {
-    auto ca = pki::load_ca(dir);
+    auto ca = pki::load_ca_certificates(dir);
     if (!ca) {
         return fail(ca.error());
     }
@@ -152,14 +173,30 @@ int run_cli(int argc, char** argv) {
     init->add_option("--dir", ca_dir, "CA directory (ca.pem, ca.key)")->capture_default_str();
     init->add_option("--subject", subject, "Subject, e.g. \"CN=Example CA,O=Example\"")
         ->capture_default_str();
-    init->add_option("--key", key_type, "Key type")
-        ->check(CLI::IsMember({"ec-p256", "rsa-3072"}))
+    pki::TokenKeySpec token_key;
+    init->add_option("--key", key_type,
+                     "ec-p256 or rsa-3072 (a new key in ca.key), or the pkcs11: URI of a key in a "
+                     "token (only ca.pem is written)")
+        ->check([](const std::string& value) {
+            return value == "ec-p256" || value == "rsa-3072" || pki::is_pkcs11_uri(value)
+                       ? std::string()
+                       : std::string("--key: ec-p256, rsa-3072 or a pkcs11: URI");
+        })
         ->capture_default_str();
+    init->add_option("--pkcs11-module", token_key.module,
+                     "PKCS#11 library of the token (default: p11-kit's proxy)");
+    init->add_option("--pkcs11-pin-file", token_key.pin_file,
+                     "File holding the token's PIN (mode 0600)");
     init->add_flag("--force", force, "Overwrite an existing CA");
     bool offline_root = false;
     init->add_flag("--offline-root", offline_root,
                    "A root allowed to sign one issuing CA level (pathlen:1), kept off the gateway");
-    init->callback([&] { status = ca_init(ca_dir, subject, key_type, force, offline_root); });
+    init->callback([&] {
+        if (pki::is_pkcs11_uri(key_type)) {
+            token_key.uri = key_type;
+        }
+        status = ca_init(ca_dir, subject, key_type, token_key, force, offline_root);
+    });
 
     auto* issue = ca->add_subcommand(
         "issue-intermediate", "Sign a short-lived issuing CA for the gateway with an offline root");

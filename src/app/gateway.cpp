@@ -61,12 +61,35 @@ Result<pki::CertificateAuthority> load_or_create_ca(const std::filesystem::path&
     return pki::load_ca(dir, files);
 }
 
+// A CA whose key stays in a token is never created implicitly: the operator chose the key.
+Result<pki::CertificateAuthority> load_ca_in_token(const std::filesystem::path& dir,
+                                                   const pki::TokenKeySpec& token_key) {
+    const std::string shown_uri = pki::redacted_pkcs11_uri(token_key.uri);
+    if (!std::filesystem::exists(dir / pki::kCaCertFile)) {
+        return make_error("no CA certificate " + (dir / pki::kCaCertFile).string() +
+                          " for the key in the token; create it with `tlsgate ca init --dir " +
+                          dir.string() + " --key '" + shown_uri + "'`");
+    }
+    auto ca = pki::load_ca_with_token_key(dir, token_key);
+    if (!ca) {
+        return make_error("cannot load the CA: " + ca.error());
+    }
+    if (std::filesystem::exists(dir / pki::kCaKeyFile)) {
+        spdlog::warn("{} is ignored: the CA key is in the PKCS#11 token",
+                     (dir / pki::kCaKeyFile).string());
+    }
+    spdlog::info("CA key in a PKCS#11 token: {}", shown_uri);
+    return ca;
+}
+
 // The real CA and, beside it, the untrusted one that signs stand-ins for refused upstream
 // certificates. The untrusted CA is only useful while nothing trusts it: it must never be the
 // real CA under another name.
 Result<void> load_certificate_authorities(const std::filesystem::path& dir,
+                                          const pki::TokenKeySpec& token_key,
                                           relay::SharedState& shared) {
-    auto ca = load_or_create_ca(dir, {}, default_ca_subject(), "CA");
+    auto ca = token_key.uri.empty() ? load_or_create_ca(dir, {}, default_ca_subject(), "CA")
+                                    : load_ca_in_token(dir, token_key);
     if (!ca) {
         return make_error(ca.error());
     }
@@ -269,7 +292,8 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
     for (const auto& [name, address] : options.static_hosts) {
         shared.static_hosts[name] = address;
     }
-    if (auto loaded = load_certificate_authorities(options.ca_dir, shared); !loaded) {
+    if (auto loaded = load_certificate_authorities(options.ca_dir, options.ca_token_key, shared);
+        !loaded) {
         spdlog::error("{}", loaded.error());
         return 1;
     }

@@ -207,6 +207,23 @@ Result<void> apply_config_file(const std::filesystem::path& file, RunOptions& op
             (key == "data_dir" ? options.data_dir
              : key == "ca_dir" ? options.ca_dir
                                : options.connection_log) = relative(*text);
+        } else if (key == "ca_key" || key == "pkcs11_module" || key == "pkcs11_pin_file") {
+            auto text = node.value<std::string>();
+            if (!text) {
+                return make_error("config: '" + key + "' must be a string");
+            }
+            if (key == "ca_key") {
+                if (!pki::is_pkcs11_uri(*text)) {
+                    return make_error(
+                        "config: 'ca_key' must be a pkcs11: URI (a key file lives "
+                        "in the CA directory as ca.key)");
+                }
+                options.ca_token_key.uri = *text;
+            } else if (key == "pkcs11_module") {
+                options.ca_token_key.module = relative(*text).string();
+            } else {
+                options.ca_token_key.pin_file = relative(*text).string();
+            }
         } else if (key == "upstream_ca" || key == "interception_roots") {
             auto files = string_list(node, key);
             if (!files) {

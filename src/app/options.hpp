@@ -34,6 +34,8 @@ struct RunOptions {
     std::vector<listen::ListenSpec> listeners;  // default: explicit@127.0.0.1:8080
     std::filesystem::path data_dir;             // default: ~/.local/share/tlsgate
     std::filesystem::path ca_dir;               // default: the data dir
+    // The CA key in a PKCS#11 token instead of CA_DIR/ca.key (uri empty: the file).
+    pki::TokenKeySpec ca_token_key;
     std::vector<std::string> upstream_ca_files;
     // More keys known to be used for interception ("SPKI-SHA256-HEX NAME" lines), refused in
     // upstream chains like the built-in ones.

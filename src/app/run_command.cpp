@@ -13,6 +13,7 @@ struct RunFlags {
     std::string config_file;
     std::vector<std::string> listen;
     std::string ca_dir, data_dir, policy, log, log_level;
+    std::string ca_key, pkcs11_module, pkcs11_pin_file;
     std::vector<std::string> upstream_ca;
     std::vector<std::string> interception_roots;
     int workers = -1;
@@ -50,6 +51,16 @@ Result<RunOptions> options_from(const RunFlags& flags) {
         options.data_dir = flags.data_dir;
     if (!flags.ca_dir.empty())
         options.ca_dir = flags.ca_dir;
+    if (!flags.ca_key.empty()) {
+        if (!pki::is_pkcs11_uri(flags.ca_key)) {
+            return make_error("--ca-key must be a pkcs11: URI");
+        }
+        options.ca_token_key.uri = flags.ca_key;
+    }
+    if (!flags.pkcs11_module.empty())
+        options.ca_token_key.module = flags.pkcs11_module;
+    if (!flags.pkcs11_pin_file.empty())
+        options.ca_token_key.pin_file = flags.pkcs11_pin_file;
     for (const auto& file : flags.interception_roots) {
         options.interception_root_files.push_back(file);
     }
@@ -97,6 +108,12 @@ void add_run_command(CLI::App& app, int& status) {
     run->add_option("--listen", flags->listen,
                     "MODE@ADDR:PORT, repeatable (default explicit@127.0.0.1:8080)");
     run->add_option("--ca-dir", flags->ca_dir, "CA directory (default: the data dir)");
+    run->add_option("--ca-key", flags->ca_key,
+                    "The CA key in a PKCS#11 token (pkcs11: URI) instead of CA_DIR/ca.key");
+    run->add_option("--pkcs11-module", flags->pkcs11_module,
+                    "PKCS#11 library of the token (default: p11-kit's proxy)");
+    run->add_option("--pkcs11-pin-file", flags->pkcs11_pin_file,
+                    "File holding the token's PIN (mode 0600)");
     run->add_option("--upstream-ca", flags->upstream_ca,
                     "Extra PEM bundle to trust upstream, repeatable (added to the system store)");
     run->add_option("--interception-roots", flags->interception_roots,

@@ -508,8 +508,12 @@ std::string one_line_name(const X509_NAME* name) {
     return name_on_one_line(name);
 }
 
-Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
-                                       int validity_days, int path_length) {
+namespace {
+
+// A self-signed root for `key`, which may live in a token (then the token signs).
+Result<CertificateAuthority> self_signed_ca(const std::string& subject, EvpPkeyPtr key,
+                                            std::shared_ptr<void> key_session, int validity_days,
+                                            int path_length) {
     if (validity_days < 1 || validity_days > 36500) {
         return make_error("CA validity must be 1..36500 days, not " +
                           std::to_string(validity_days));
@@ -517,10 +521,6 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
     auto name = parse_subject(subject);
     if (!name) {
         return make_error(name.error());
-    }
-    auto key = generate_ca_key(key_type);
-    if (!key) {
-        return make_error(key.error());
     }
     auto serial = random_serial_bytes();
     if (!serial) {
@@ -536,7 +536,7 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
     const std::time_t not_after = now + static_cast<std::time_t>(validity_days) * 24 * 3600;
     if (X509_set_subject_name(cert.get(), name->get()) != 1 ||
         X509_set_issuer_name(cert.get(), name->get()) != 1 ||
-        X509_set_pubkey(cert.get(), key->get()) != 1) {
+        X509_set_pubkey(cert.get(), key.get()) != 1) {
         return openssl_failure("cannot fill in the CA certificate");
     }
     using namespace detail;
@@ -561,13 +561,31 @@ Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_t
         step = add_authority_key_id(cert.get(), key_id->get());
     }
     if (step) {
-        step = sign_sha256(cert.get(), key->get());
+        step = sign_sha256(cert.get(), key.get());
     }
     if (!step) {
         return make_error(step.error());
     }
     warm_extension_cache(cert.get());
-    return CertificateAuthority{std::move(cert), std::move(*key), {}};
+    return CertificateAuthority{
+        .key_session = std::move(key_session), .cert = std::move(cert), .key = std::move(key)};
+}
+
+}  // namespace
+
+Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
+                                       int validity_days, int path_length) {
+    auto key = generate_ca_key(key_type);
+    if (!key) {
+        return make_error(key.error());
+    }
+    return self_signed_ca(subject, std::move(*key), nullptr, validity_days, path_length);
+}
+
+Result<CertificateAuthority> create_ca_in_token(const std::string& subject, TokenKey key,
+                                                int validity_days, int path_length) {
+    return self_signed_ca(subject, std::move(key.key), std::move(key.session), validity_days,
+                          path_length);
 }
 
 Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root,
@@ -646,7 +664,8 @@ Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root
     X509_up_ref(root.cert.get());
     std::vector<X509Ptr> chain;
     chain.emplace_back(root.cert.get());
-    return CertificateAuthority{std::move(cert), std::move(*key), std::move(chain)};
+    return CertificateAuthority{
+        .cert = std::move(cert), .key = std::move(*key), .chain = std::move(chain)};
 }
 
 Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
@@ -656,9 +675,15 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
     }
     const fs::path cert_path = dir / files.cert;
     const fs::path key_path = dir / files.key;
-    auto key_pem = private_key_pem(ca.key.get());
-    if (!key_pem) {
-        return make_error(key_pem.error());
+    // A key in a token stays there: only the certificate is written.
+    const bool key_in_token = ca.key_session != nullptr;
+    BioPtr key_pem;
+    if (!key_in_token) {
+        auto pem = private_key_pem(ca.key.get());
+        if (!pem) {
+            return make_error(pem.error());
+        }
+        key_pem = std::move(*pem);
     }
     auto cert_pem = certificate_pem(ca.cert.get());
     if (!cert_pem) {
@@ -689,12 +714,17 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
                 return already_exists(path);
             }
         }
-        if (auto written = write_new_file(key_path, bio_contents(key_pem->get()), 0600); !written) {
-            return written;
+        if (!key_in_token) {
+            if (auto written = write_new_file(key_path, bio_contents(key_pem.get()), 0600);
+                !written) {
+                return written;
+            }
         }
         if (auto written = write_new_file(cert_path, *cert_pem, 0644); !written) {
             // Leave no orphan key behind for a CA that was never saved.
-            ::unlink(key_path.c_str());
+            if (!key_in_token) {
+                ::unlink(key_path.c_str());
+            }
             return written;
         }
     } else {
@@ -702,14 +732,18 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
         // cannot leave a new key next to an old certificate.
         TemporaryFile key_file;
         TemporaryFile cert_file;
-        if (auto written = key_file.create(key_path, bio_contents(key_pem->get()), 0600);
-            !written) {
-            return written;
+        if (!key_in_token) {
+            if (auto written = key_file.create(key_path, bio_contents(key_pem.get()), 0600);
+                !written) {
+                return written;
+            }
         }
         if (auto written = cert_file.create(cert_path, *cert_pem, 0644); !written) {
             return written;
         }
-        if (auto renamed = key_file.rename_to(key_path); !renamed) {
+        if (key_in_token) {
+            ::unlink(key_path.c_str());  // an old file key would no longer match the certificate
+        } else if (auto renamed = key_file.rename_to(key_path); !renamed) {
             return renamed;
         }
         if (auto renamed = cert_file.rename_to(cert_path); !renamed) {
@@ -731,10 +765,12 @@ Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path
     return {};
 }
 
-Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files) {
-    auto ca = read_ca_files(dir / files.cert, dir / files.key);
+namespace {
+
+// Adds DIR/chain.pem, when there is one, above the real CA's certificate.
+Result<CertificateAuthority> with_chain(Result<CertificateAuthority> ca, const fs::path& dir) {
     const fs::path chain_path = dir / kCaChainFile;
-    if (!ca || std::string_view(files.cert) != kCaCertFile || !path_exists(chain_path)) {
+    if (!ca || !path_exists(chain_path)) {
         return ca;
     }
     auto content = read_whole_file(chain_path, "CA chain");
@@ -760,15 +796,62 @@ Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNam
     return ca;
 }
 
-Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,
-                                           const std::filesystem::path& key_file) {
-    auto cert_content = read_whole_file(cert_file, "CA certificate");
-    if (!cert_content) {
-        return make_error(cert_content.error());
+Result<CertificateAuthority> read_ca_certificate(const fs::path& cert_file) {
+    auto content = read_whole_file(cert_file, "CA certificate");
+    if (!content) {
+        return make_error(content.error());
     }
-    auto cert = parse_certificate(*cert_content, cert_file);
+    auto cert = parse_certificate(*content, cert_file);
     if (!cert) {
         return make_error(cert.error());
+    }
+    warm_extension_cache(cert->get());
+    if (auto is_ca = check_is_ca(cert->get(), cert_file); !is_ca) {
+        return make_error(is_ca.error());
+    }
+    return CertificateAuthority{.cert = std::move(*cert)};
+}
+
+}  // namespace
+
+Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files) {
+    auto ca = read_ca_files(dir / files.cert, dir / files.key);
+    if (std::string_view(files.cert) != kCaCertFile) {
+        return ca;
+    }
+    return with_chain(std::move(ca), dir);
+}
+
+Result<CertificateAuthority> load_ca_with_token_key(const std::filesystem::path& dir,
+                                                    const TokenKeySpec& token) {
+    const fs::path cert_file = dir / kCaCertFile;
+    auto ca = read_ca_certificate(cert_file);
+    if (!ca) {
+        return ca;
+    }
+    auto key = load_token_key(token);
+    if (!key) {
+        return make_error(key.error());
+    }
+    if (X509_check_private_key(ca->cert.get(), key->key.get()) != 1) {
+        ERR_clear_error();
+        return make_error("the token key " + redacted_pkcs11_uri(token.uri) +
+                          " does not match the certificate in " + cert_file.string());
+    }
+    ca->key_session = std::move(key->session);
+    ca->key = std::move(key->key);
+    return with_chain(std::move(ca), dir);
+}
+
+Result<CertificateAuthority> load_ca_certificates(const std::filesystem::path& dir) {
+    return with_chain(read_ca_certificate(dir / kCaCertFile), dir);
+}
+
+Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_file,
+                                           const std::filesystem::path& key_file) {
+    auto ca = read_ca_certificate(cert_file);
+    if (!ca) {
+        return ca;
     }
     auto key_content = read_whole_file(key_file, "CA key");
     if (!key_content) {
@@ -779,16 +862,13 @@ Result<CertificateAuthority> read_ca_files(const std::filesystem::path& cert_fil
     if (!key) {
         return make_error(key.error());
     }
-    if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    if (X509_check_private_key(ca->cert.get(), key->get()) != 1) {
         ERR_clear_error();
         return make_error("the key in " + key_file.string() +
                           " does not match the certificate in " + cert_file.string());
     }
-    warm_extension_cache(cert->get());
-    if (auto is_ca = check_is_ca(cert->get(), cert_file); !is_ca) {
-        return make_error(is_ca.error());
-    }
-    return CertificateAuthority{std::move(*cert), std::move(*key)};
+    ca->key = std::move(*key);
+    return ca;
 }
 
 std::optional<std::string> key_file_permission_warning(const std::filesystem::path& key_file) {

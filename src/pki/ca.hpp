@@ -11,12 +11,16 @@
 
 #include "common/result.hpp"
 #include "pki/openssl_handles.hpp"
+#include "pki/token_key.hpp"
 
 namespace tlsgate::pki {
 
 enum class KeyType { ec_p256, rsa_3072 };
 
 struct CertificateAuthority {
+    // Set when `key` lives in a PKCS#11 token: the open session it signs through. Declared
+    // before `key` so that the key handle is released first.
+    std::shared_ptr<void> key_session;
     X509Ptr cert;  // signs the leaves
     EvpPkeyPtr key;
     // Issuing-CA mode (`tlsgate ca issue-intermediate`): the certificates above `cert`, ending at
@@ -51,19 +55,28 @@ inline constexpr CaFileNames kUntrustedCaFiles{kUntrustedCaCertFile, kUntrustedC
 // `validity_days` (1..36500). `path_length` 1 makes an offline root that may sign an issuing CA.
 Result<CertificateAuthority> create_ca(const std::string& subject, KeyType key_type,
                                        int validity_days = 3650, int path_length = 0);
+// The same root for a key that already exists in a PKCS#11 token: the token signs the certificate.
+Result<CertificateAuthority> create_ca_in_token(const std::string& subject, TokenKey key,
+                                                int validity_days = 3650, int path_length = 0);
 // A short-lived issuing CA signed by the offline `root` (which must allow a CA below it): a fresh
 // P-256 key, CA:TRUE pathlen:0, valid for `validity_days` (1..3650) but never past the root. Its
 // chain holds the root, so a stolen online key is worthless once the issuing CA expires.
 Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root,
                                                 const std::string& subject, int validity_days);
 // Writes ca.pem (0644) and ca.key (0600, unencrypted PKCS#8, created exclusively), or the pair
-// `files` names; for the real CA also chain.pem when it has a chain (and removes a stale one
+// `files` names (a key in a token is not written: only the certificate, and `force` removes a
+// stale ca.key); for the real CA also chain.pem when it has a chain (and removes a stale one
 // when `force` replaces an issuing CA with a root). Refuses when either exists ("... exists; use
 // --force"), unless `force`: then both are written to temporary files and renamed over the old
 // ones. Creates `dir` (0700) if missing.
 Result<void> save_ca(const CertificateAuthority& ca, const std::filesystem::path& dir, bool force,
                      CaFileNames files = {});
 Result<CertificateAuthority> load_ca(const std::filesystem::path& dir, CaFileNames files = {});
+// The CA certificate (and chain) from `dir` with its key from a PKCS#11 token; ca.key is not read.
+Result<CertificateAuthority> load_ca_with_token_key(const std::filesystem::path& dir,
+                                                    const TokenKeySpec& token);
+// The certificates only (ca.pem and chain.pem), for showing and exporting: no key is read.
+Result<CertificateAuthority> load_ca_certificates(const std::filesystem::path& dir);
 // Reads a CA certificate and key from any files (PEM or DER; encrypted keys are refused rather than
 // prompting), checks the key matches and the certificate is a CA (basicConstraints CA:TRUE,
 // keyCertSign when keyUsage is present). Errors name the file.
