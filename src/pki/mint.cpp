@@ -403,6 +403,9 @@ Result<EvpPkeyPtr> generate_leaf_key(LeafKeyKind kind) {
     if (!key) {
         return openssl_failure("cannot generate a leaf key");
     }
+    if (auto prepared = detail::prepare_public_key(key.get()); !prepared) {
+        return make_error(prepared.error());
+    }
     return key;
 }
 

@@ -75,9 +75,54 @@ EvpPkeyPtr legacy_ec_public_key(EVP_PKEY* key) {
     return public_key;
 }
 
+// RSAPublicKey DER read back by d2i_PublicKey is a legacy key, which X509_set_pubkey encodes
+// directly.
+EvpPkeyPtr legacy_rsa_public_key(EVP_PKEY* key) {
+    unsigned char* der = nullptr;
+    const int length = i2d_PublicKey(key, &der);
+    if (length <= 0) {
+        return nullptr;
+    }
+    const unsigned char* cursor = der;
+    EvpPkeyPtr public_key(d2i_PublicKey(EVP_PKEY_RSA, nullptr, &cursor, length));
+    OPENSSL_free(der);
+    return public_key;
+}
+
+void free_prepared_public_key(void*, void* prepared, CRYPTO_EX_DATA*, int, long, void*) {
+    EVP_PKEY_free(static_cast<EVP_PKEY*>(prepared));
+}
+
+int prepared_public_key_index() {
+    static const int index =
+        EVP_PKEY_get_ex_new_index(0, nullptr, nullptr, nullptr, free_prepared_public_key);
+    return index;
+}
+
 }  // namespace
 
+Result<void> prepare_public_key(EVP_PKEY* key) {
+    const int type = EVP_PKEY_get_base_id(key);
+    if (type != EVP_PKEY_EC && type != EVP_PKEY_RSA) {
+        return make_error("prepare_public_key: only EC and RSA keys");
+    }
+    EvpPkeyPtr prepared =
+        type == EVP_PKEY_EC ? legacy_ec_public_key(key) : legacy_rsa_public_key(key);
+    if (!prepared || EVP_PKEY_set_ex_data(key, prepared_public_key_index(), prepared.get()) != 1) {
+        return openssl_failure("cannot prepare the leaf public key");
+    }
+    prepared.release();  // owned by `key` now, freed with it
+    return {};
+}
+
 Result<void> set_public_key(X509* cert, EVP_PKEY* key) {
+    if (auto* prepared =
+            static_cast<EVP_PKEY*>(EVP_PKEY_get_ex_data(key, prepared_public_key_index()))) {
+        if (X509_set_pubkey(cert, prepared) != 1) {
+            return openssl_failure("cannot set the public key");
+        }
+        return {};
+    }
     if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
         ERR_set_mark();
         EvpPkeyPtr public_key = legacy_ec_public_key(key);

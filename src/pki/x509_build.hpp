@@ -20,8 +20,13 @@ using Asn1OctetStringPtr =
     std::unique_ptr<ASN1_OCTET_STRING, OpenSslDeleter<ASN1_OCTET_STRING_free>>;
 
 // Sets the certificate's public key, leaving a decoded copy cached in the certificate (which
-// SSL_use_certificate needs). Fast for EC keys; see the .cpp for why X509_set_pubkey is not.
+// SSL_use_certificate needs). Fast for EC keys, fastest for keys prepared below; see the .cpp for
+// why X509_set_pubkey is not.
 Result<void> set_public_key(X509* cert, EVP_PKEY* key);
+// Attaches to `key` (EC or RSA) the legacy public-key copy that set_public_key would otherwise
+// build for every certificate. For keys that sign many leaves; call before sharing `key` between
+// threads. Keys without one still work, more slowly.
+Result<void> prepare_public_key(EVP_PKEY* key);
 // X.509 v3; the serial as a positive, non-zero integer (top bit cleared, zero bumped to one).
 Result<void> set_version_and_serial(X509* cert, std::array<std::uint8_t, 16> serial);
 Result<void> set_validity(X509* cert, std::time_t not_before, std::time_t not_after);
