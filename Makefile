@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 ARGS        ?=
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps build asan run test unit integration test-asan bench bench-lab fuzz fuzz-smoke format clean install soak
+.PHONY: all deps build asan run test unit integration test-asan bench bench-lab lock-census fuzz fuzz-smoke format clean install soak
 
 all: build
 
@@ -66,6 +66,10 @@ fuzz-smoke fuzz: deps $(FUZZ_BUILD)/build.ninja
 bench: build
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b --benchmark_min_time=0.2 || exit 1; done
 	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate /usr/bin/python3 bench/recording_bench.py
+
+# Which locks do the gateway's threads share under load (two workers)? See bench/lock_census.py.
+lock-census: build
+	TLSGATE_BIN=$(CURDIR)/$(BUILD)/tlsgate /usr/bin/python3 bench/lock_census.py
 
 SOAK_SECONDS ?= 1800
 # Outside `make test`: the resilience soak alone (mixed load, RSS every 10 s, zero errors).

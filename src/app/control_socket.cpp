@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/thread_name.hpp"
+
 namespace tlsgate::app {
 namespace {
 
@@ -102,7 +104,10 @@ Result<std::unique_ptr<ControlSocket>> ControlSocket::open(const std::filesystem
 
 ControlSocket::ControlSocket(std::filesystem::path path, int listener, int wakeup, Handler handler)
     : path_(std::move(path)), listener_(listener), wakeup_(wakeup), handler_(std::move(handler)) {
-    thread_ = std::thread([this] { serve(); });
+    thread_ = std::thread([this] {
+        name_this_thread("tg-control");
+        serve();
+    });
 }
 
 ControlSocket::~ControlSocket() {

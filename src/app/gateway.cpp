@@ -16,6 +16,7 @@
 #include "app/passthrough_command.hpp"
 #include "app/privileges.hpp"
 #include "app/recording.hpp"
+#include "common/thread_name.hpp"
 #include "listen/listeners.hpp"
 #include "pki/ca.hpp"
 #include "pki/mint.hpp"
@@ -409,6 +410,7 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
     for (int i = 0; i < worker_count; ++i) {
         listeners[i]->start();
         threads.emplace_back([&, i] {
+            name_this_thread("tg-worker-" + std::to_string(i));
             for (;;) {
                 try {
                     workers[i]->io.run();

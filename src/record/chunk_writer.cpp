@@ -1,5 +1,7 @@
 #include "record/chunk_writer.hpp"
 
+#include "common/thread_name.hpp"
+
 namespace tlsgate::record {
 
 Result<std::unique_ptr<ChunkWriter>> ChunkWriter::open(const std::filesystem::path& path,
@@ -23,7 +25,12 @@ ChunkWriter::ChunkWriter(std::unique_ptr<AppendFile> file, std::string what, std
       what_(std::move(what)),
       capacity_(capacity),
       report_(std::move(report)) {
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+        std::string name = "tg-" + what_;
+        std::replace(name.begin(), name.end(), ' ', '-');
+        name_this_thread(name);
+        run();
+    });
 }
 
 ChunkWriter::~ChunkWriter() {

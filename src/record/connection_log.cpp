@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/thread_name.hpp"
+
 namespace tlsgate::record {
 namespace {
 
@@ -134,12 +136,35 @@ Result<std::unique_ptr<ConnectionLog>> ConnectionLog::open(const std::filesystem
 ConnectionLog::ConnectionLog(std::unique_ptr<AppendFile> file, std::size_t capacity,
                              Reporter report)
     : file_(std::move(file)), capacity_(capacity), report_(std::move(report)) {
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+        name_this_thread("tg-conn-log");
+        run();
+    });
 }
 
 ConnectionLog::~ConnectionLog() {
     close();
 }
+std::size_t ConnectionLog::submit(std::vector<ConnectionRecord>& records) {
+    std::size_t queued = 0;
+    {
+        std::lock_guard lock(mutex_);
+        for (ConnectionRecord& record : records) {
+            if (stopping_ || queue_.size() >= capacity_) {
+                break;
+            }
+            queue_.push_back(std::move(record));
+            ++queued;
+        }
+    }
+    dropped_.fetch_add(records.size() - queued, std::memory_order_relaxed);
+    records.clear();
+    if (queued > 0) {
+        wake_.notify_one();
+    }
+    return queued;
+}
+
 bool ConnectionLog::submit(ConnectionRecord record) {
     {
         std::lock_guard lock(mutex_);

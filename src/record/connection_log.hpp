@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/result.hpp"
 #include "record/append_file.hpp"
@@ -29,6 +30,9 @@ public:
 
     // Never blocks on I/O; false (and counted) when the queue is full.
     bool submit(ConnectionRecord record);
+    // Many at once, under one lock and with one wake-up of the writer: what fits is queued, in
+    // order, the rest counted as dropped. Returns how many were queued; `records` is left empty.
+    std::size_t submit(std::vector<ConnectionRecord>& records);
     // Writes everything queued so far and stops the writer thread.
     void close();
 

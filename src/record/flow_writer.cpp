@@ -4,6 +4,8 @@
 #include <exception>
 #include <system_error>
 
+#include "common/thread_name.hpp"
+
 namespace tlsgate::record {
 namespace {
 
@@ -77,7 +79,10 @@ Result<std::unique_ptr<FlowWriter>> FlowWriter::start(std::vector<std::unique_pt
     std::unique_ptr<FlowWriter> writer(
         new FlowWriter(std::move(sinks), options, std::move(report)));
     try {
-        writer->writer_ = std::thread([raw = writer.get()] { raw->run(); });
+        writer->writer_ = std::thread([raw = writer.get()] {
+            name_this_thread("tg-flow-writer");
+            raw->run();
+        });
     } catch (const std::system_error& error) {
         return make_error(std::string("flow writer: cannot start the writer thread: ") +
                           error.what());
@@ -133,6 +138,32 @@ void FlowWriter::Queue::swap(Queue& other) noexcept {
     slots_.swap(other.slots_);
     std::swap(head_, other.head_);
     std::swap(size_, other.size_);
+}
+
+std::size_t FlowWriter::submit(std::vector<FlowRecord>& records) {
+    std::size_t queued = 0;
+    bool wake = false;
+    {
+        std::lock_guard lock(mutex_);
+        for (FlowRecord& record : records) {
+            const std::size_t size = approximate_size(record);
+            if (stopping_ || queue_.size() >= options_.queue_capacity ||
+                size > options_.queue_byte_capacity - queued_bytes_) {
+                break;
+            }
+            queue_.push(std::move(record), size);
+            queued_bytes_ += size;
+            ++queued;
+            wake = wake || (writer_idle_ && queue_.size() == 1) ||
+                   (writer_collecting_ && queue_.size() == options_.max_batch);
+        }
+    }
+    dropped_.fetch_add(records.size() - queued, std::memory_order_relaxed);
+    records.clear();
+    if (wake) {
+        wake_.notify_one();
+    }
+    return queued;
 }
 
 bool FlowWriter::submit(FlowRecord&& record) {

@@ -76,6 +76,10 @@ public:
 
     // Never blocks on I/O; false (and counted in dropped()) when the queue is full or closed.
     bool submit(FlowRecord&& record);
+    // The same for many at once, under one lock and with at most one wake-up of the writer (how
+    // workers hand over, see relay::RecordOutbox). Takes what fits, in order; returns how many
+    // were queued (the others are counted as dropped). `records` is left empty.
+    std::size_t submit(std::vector<FlowRecord>& records);
     // Writes everything queued, then stops the writer thread. Idempotent; every caller returns
     // once the writer has stopped. Not from the Reporter (that runs on the writer thread).
     void close();

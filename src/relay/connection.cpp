@@ -112,9 +112,7 @@ Connection::~Connection() {
         record.error = std::string("timeout: ") + timed_out_phase_;
     }
     count_ended(worker.counters, record);
-    if (worker.shared.connection_log != nullptr) {
-        worker.shared.connection_log->submit(std::move(record));
-    }
+    worker.outbox.add(std::move(record));
     if (admitted && worker.shared.limits != nullptr) {
         worker.shared.limits->release(admitted_client ? &*admitted_client : nullptr);
     }

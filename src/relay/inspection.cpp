@@ -92,8 +92,7 @@ void ConnectionInspector::finish() {
 
 void ConnectionInspector::on_exchange(inspect::HttpExchange&& exchange) {
     auto& worker = connection_.worker;
-    auto* flows = worker.shared.recording.flows;
-    if (flows == nullptr) {
+    if (worker.shared.recording.flows == nullptr) {
         return;
     }
     const auto& record = connection_.record;
@@ -106,11 +105,7 @@ void ConnectionInspector::on_exchange(inspect::HttpExchange&& exchange) {
     flow.upstream_tls_version = record.upstream_tls.version;
     flow.alpn = record.client_tls.alpn;
     flow.exchange = std::move(exchange);
-    if (flows->submit(std::move(flow))) {
-        ++worker.counters.flows_recorded;
-    } else {
-        ++worker.counters.flows_dropped;
-    }
+    worker.outbox.add(std::move(flow));
 }
 
 void ConnectionInspector::flush_pcap(bool force) {

@@ -2,6 +2,7 @@
 // What a connection can reach: the installation-wide read-only state and its own worker's
 // state. A worker's state is touched only by its own thread, so it needs no locks.
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include "relay/buffer_pool.hpp"
 #include "relay/connection_limits.hpp"
 #include "relay/counters.hpp"
+#include "relay/record_outbox.hpp"
 #include "tls/aia.hpp"
 #include "tls/session_cache.hpp"
 #include "tls/upstream_checks.hpp"
@@ -73,7 +75,14 @@ struct SharedState {
 
 struct WorkerContext {
     WorkerContext(int worker_index, const SharedState& shared_state, std::size_t leaf_cache_size)
-        : index(worker_index), shared(shared_state), leaf_cache(leaf_cache_size) {}
+        : index(worker_index), shared(shared_state), leaf_cache(leaf_cache_size) {
+        outbox.use_timer(&outbox_timer);
+    }
+    // The timer goes before the event loop; records of connections the loop still closes wait
+    // in the outbox, which hands them over when it goes, after the loop.
+    ~WorkerContext() { outbox.use_timer(nullptr); }
+    WorkerContext(const WorkerContext&) = delete;
+    WorkerContext& operator=(const WorkerContext&) = delete;
 
     int index;
     const SharedState& shared;
@@ -90,11 +99,13 @@ struct WorkerContext {
     tls::IntermediateCache intermediates;
     BufferPool buffers;
     Counters counters;
+    RecordOutbox outbox{shared.connection_log, shared.recording.flows, counters};
     std::uint64_t next_connection = 0;
     bool accepting = true;
-    // Last, so it is destroyed first: the connections it still holds record themselves into the
-    // state above while they go.
+    // Destroyed before the state above: the connections it still holds record themselves into
+    // that state (the outbox) while they go.
     asio::io_context io{1};
+    asio::steady_timer outbox_timer{io};  // uses `io`, so goes before it
 };
 
 }  // namespace tlsgate::relay

@@ -295,6 +295,37 @@ TEST(FlowWriter, TheQueueAlsoStopsAtItsByteCapacity) {
     EXPECT_EQ((*writer)->written(), 3u);
 }
 
+TEST(FlowWriter, ABatchTakesWhatFitsInOrderAndCountsTheRest) {
+    auto recording = std::make_unique<RecordingSink>();
+    RecordingSink* sink = recording.get();
+    sink->hold();
+    FlowWriter::Options options;
+    options.queue_capacity = 3;
+    options.max_batch_delay = 0ms;
+    auto writer = FlowWriter::start(sinks_of(std::move(recording)), options, nullptr);
+    ASSERT_TRUE(writer) << writer.error();
+    ASSERT_TRUE((*writer)->submit(numbered(0)));
+    sink->wait_for_first_batch();  // the writer holds flow 0 and the queue is empty
+
+    std::vector<FlowRecord> batch;
+    for (std::uint64_t n = 1; n <= 5; ++n) {
+        batch.push_back(numbered(n));
+    }
+    EXPECT_EQ((*writer)->submit(batch), 3u);
+    EXPECT_TRUE(batch.empty());
+    EXPECT_EQ((*writer)->dropped(), 2u);
+    sink->release();
+    (*writer)->close();
+    EXPECT_EQ((*writer)->written(), 4u);
+    std::vector<std::uint64_t> order;
+    for (const auto& written : sink->batches()) {
+        for (const auto& flow : written) {
+            order.push_back(flow.exchange.sequence);
+        }
+    }
+    EXPECT_EQ(order, (std::vector<std::uint64_t>{0, 1, 2, 3}));
+}
+
 TEST(FlowWriter, AFailingSinkDoesNotStopTheOthers) {
     TempDir dir;
     const auto path = dir.path() / "flows.db";
