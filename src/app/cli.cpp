@@ -103,6 +103,15 @@ int ca_show(const std::filesystem::path& dir) {
         std::printf("issued by:   %s (devices install this root; SHA-256 %s)\n",
                     root.subject.c_str(), root.sha256_fingerprint.c_str());
     }
+    if (std::filesystem::exists(dir / pki::kUntrustedCaCertFile)) {
+        if (auto untrusted = pki::load_ca(dir, pki::kUntrustedCaFiles)) {
+            std::printf(
+                "untrusted CA: %s (SHA-256 %s): signs stand-ins for refused upstream "
+                "certificates; never install it\n",
+                pki::summarize(untrusted->cert.get()).subject.c_str(),
+                pki::summarize(untrusted->cert.get()).sha256_fingerprint.c_str());
+        }
+    }
     if (!std::filesystem::exists(dir / pki::kCaKeyFile)) {
         std::printf("key:         not in this directory (a PKCS#11 token, or an offline root)\n");
     } else if (auto warning = pki::key_file_permission_warning(dir / pki::kCaKeyFile)) {

@@ -115,6 +115,14 @@ class MirroredBadUpstreamTest(unittest.TestCase):
     def setUp(self):
         self.assertTrue(self.gw.alive(), self.gw.diagnostics())
 
+    def test_ca_show_names_the_untrusted_ca_and_warns_against_installing_it(self):
+        r = harness.run([harness.BIN, "ca", "show", "--dir", self.gw.data_dir])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        line = [l for l in r.stdout.decode().splitlines() if l.startswith("untrusted CA:")]
+        self.assertEqual(len(line), 1, r.stdout)
+        self.assertIn("do not install", line[0])
+        self.assertIn("never install it", line[0])
+
     def logged(self, authority, count, action):
         """Runs action(), which makes `count` connections to `authority`, and returns their log
         lines once all are written. Every test waits for its own lines, so none is left to land
