@@ -484,6 +484,9 @@ asio::awaitable<void> intercept(Connection& connection, std::vector<std::uint8_t
     } lend{connection};
     connection.intercepted_upstream = upstream.ssl();
     co_await relay_both_ways(connection, client, upstream);
+    if (upstream.failure_reason() != 0) {
+        worker.upstream_sessions.forget(session_key);  // a TLS error, not just an unclean end
+    }
 }
 
 }  // namespace

@@ -48,8 +48,12 @@ int UpstreamSessionCache::on_new_session(SSL* ssl, SSL_SESSION* session) {
     if (cache == nullptr || key == nullptr || !still_valid(session)) {
         return 0;  // OpenSSL keeps ownership
     }
-    cache->store(*key, session);
-    return 1;  // we keep the reference OpenSSL gave us
+    // A copy, for the reason offer() gives: `session` stays the connection's own.
+    SSL_SESSION* copy = SSL_SESSION_dup(session);
+    if (copy != nullptr) {
+        cache->store(*key, copy);
+    }
+    return 0;  // OpenSSL keeps ownership of `session`
 }
 
 void UpstreamSessionCache::store(const std::string& key, SSL_SESSION* session) {
@@ -78,7 +82,13 @@ bool UpstreamSessionCache::offer(SSL* ssl, const std::string& key) {
         return false;
     }
     order_.splice(order_.begin(), order_, found->second);
-    return SSL_set_session(ssl, session) == 1;
+    SSL_SESSION* copy = SSL_SESSION_dup(session);
+    if (copy == nullptr) {
+        return false;
+    }
+    const bool set = SSL_set_session(ssl, copy) == 1;
+    SSL_SESSION_free(copy);  // `ssl` holds its own reference
+    return set;
 }
 
 void UpstreamSessionCache::forget(const std::string& key) {

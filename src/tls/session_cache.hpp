@@ -23,7 +23,11 @@ public:
     // The session key of this connection: the name verified, the SNI and the address, so a
     // session is only ever offered to the server it was verified for. `key` must outlive `ssl`.
     static void remember_as(SSL* ssl, const std::string* key);
-    // Offers a cached session for `key` on `ssl`; true when one was set.
+    // Offers a cached session for `key` on `ssl`; true when one was set. The connection gets a
+    // copy: OpenSSL marks the session a connection holds as not resumable in several benign cases
+    // (freed without our close_notify, an SSL 3.0 rule TLS 1.1 dropped; seen during ordinary
+    // relays too), which would spoil the cached one for every connection after it. The caller
+    // forgets the key itself when the upstream leg fails with a TLS error.
     bool offer(SSL* ssl, const std::string& key);
     void forget(const std::string& key);
     std::size_t size() const { return index_.size(); }

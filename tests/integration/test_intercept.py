@@ -262,6 +262,28 @@ class InterceptTest(unittest.TestCase):
         self.assertNotIn("upstream_verify_error", line, msg)
         self.assertNotIn("error", line, "a cleanly closed connection logs no error: " + msg)
 
+    def test_upstream_sessions_resume_after_unclean_client_ends(self):
+        # Clients that close without close_notify (many do) must not spoil the upstream session
+        # the next connection resumes: OpenSSL marks the session of a connection freed without
+        # our close_notify as not resumable. One worker, so every connection shares one cache.
+        gw = harness.Gateway(self.w, workers=1).start()
+        try:
+            port = self.w.port("valid")
+            clients = []
+            for i in range(6):
+                ctx = harness.client_context(gw.ca_path, alpn=["http/1.1"])
+                tls = harness.tls_through(gw, f"origin.test:{port}", "origin.test", ctx)
+                clients.append("%s:%d" % tls.getsockname()[:2])
+                status, _, _ = harness.https_get(tls, "origin.test", f"/1k.bin?unclean={i}")
+                self.assertEqual(status, 200)
+                tls.close()  # no close_notify
+                gw.wait_log(lambda l, c=clients[-1]: l.get("client") == c)
+            lines = {l.get("client"): l for l in gw.log_lines()}
+            resumed = [lines[c].get("upstream_tls", {}).get("resumed", False) for c in clients]
+            self.assertEqual(resumed, [False] + [True] * 5, gw.diagnostics())
+        finally:
+            gw.cleanup()
+
     def test_clean_curl_requests_log_no_error(self):
         # curl ends with close_notify; the gateway passes it on. Nothing failed: no "error".
         for proto in ("--http1.1", "--http2"):
