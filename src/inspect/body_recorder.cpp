@@ -24,7 +24,7 @@ constexpr std::string_view kEmptySha256 =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 }  // namespace
 
-BodyRecorder::BodyRecorder() : hash_(std::make_unique<HashState>()) {}
+BodyRecorder::BodyRecorder() = default;
 BodyRecorder::~BodyRecorder() = default;
 BodyRecorder::BodyRecorder(BodyRecorder&&) noexcept = default;
 BodyRecorder& BodyRecorder::operator=(BodyRecorder&&) noexcept = default;
@@ -44,6 +44,9 @@ void BodyRecorder::add(std::span<const char> payload) {
     if (payload.empty())
         return;
     if (!hashing_) {
+        if (!hash_) {
+            hash_ = std::make_unique<HashState>();
+        }
         EVP_DigestInit_ex(hash_->context, sha256(), nullptr);
         hashing_ = true;
     }
@@ -74,6 +77,8 @@ void BodyRecorder::finish_into(BodySummary& summary) {
             summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
         }
         hashing_ = false;
+        // Created again by the next body: an idle keep-alive connection holds no hash state.
+        hash_.reset();
     } else {
         summary.sha256 = kEmptySha256;
     }

@@ -24,7 +24,7 @@ public:
 
 private:
     struct HashState;
-    std::unique_ptr<HashState> hash_;
+    std::unique_ptr<HashState> hash_;  // only while a body is being hashed
     std::uint64_t size_ = 0;
     std::size_t capture_limit_ = 0;
     std::string captured_;

@@ -425,7 +425,7 @@ void Http1Dissector::complete_request(Clock::time_point now) {
 }
 
 void Http1Dissector::complete_response(Clock::time_point now) {
-    PendingExchange& exchange = pending_[responded_];
+    PendingExchange& exchange = pending_at(responded_);
     server_.sink.recorder.finish_into(exchange.record.response_body);
     server_.body.reset();
     exchange.response_complete = true;
@@ -454,7 +454,7 @@ void Http1Dissector::abandon_request_body(std::string_view why, Clock::time_poin
 }
 
 void Http1Dissector::abandon_response_body(std::string_view why, Clock::time_point now) {
-    PendingExchange& exchange = pending_[responded_];
+    PendingExchange& exchange = pending_at(responded_);
     server_.sink.recorder.finish_into(exchange.record.response_body);
     server_.body.reset();
     if (exchange.record.error.empty()) {
@@ -602,7 +602,7 @@ void Http1Dissector::end(Side side, Clock::time_point now) {
         // Whatever still waits for an answer will not get one.
         const bool head_started = !server_.head.bytes.empty();
         for (std::size_t i = responded_; i < pending_.size(); ++i) {
-            PendingExchange& exchange = pending_[i];
+            PendingExchange& exchange = pending_at(i);
             if (exchange.record.error.empty()) {
                 exchange.record.error = i == responded_ && head_started
                                             ? "connection closed during the response head"
@@ -642,7 +642,7 @@ void Http1Dissector::finish(Clock::time_point now) {
     }
     const bool head_started = !server_.head.bytes.empty();
     for (std::size_t i = 0; i < pending_.size(); ++i) {
-        PendingExchange& exchange = pending_[i];
+        PendingExchange& exchange = pending_at(i);
         if (exchange.record.error.empty()) {
             if (!exchange.request_complete) {
                 exchange.record.error = "connection closed before the request was complete";
@@ -660,8 +660,12 @@ void Http1Dissector::finish(Clock::time_point now) {
     stopped_ = true;
 }
 
+Http1Dissector::PendingExchange& Http1Dissector::pending_at(std::size_t index) {
+    return *std::next(pending_.begin(), static_cast<std::ptrdiff_t>(index));
+}
+
 Http1Dissector::PendingExchange* Http1Dissector::awaiting_response() {
-    return responded_ < pending_.size() ? &pending_[responded_] : nullptr;
+    return responded_ < pending_.size() ? &pending_at(responded_) : nullptr;
 }
 
 Http1Dissector::PendingExchange* Http1Dissector::websocket_exchange() {

@@ -11,7 +11,7 @@
 // 101 both directions go to WebSocketFrameReader; the upgrade exchange is reported with its
 // WebSocketSummary once both sides have ended or the connection finishes).
 #include <cstddef>
-#include <deque>
+#include <list>
 #include <optional>
 #include <span>
 #include <string>
@@ -101,6 +101,7 @@ private:
     void emit(PendingExchange& exchange, Clock::time_point end);
     void fail(std::string reason, Clock::time_point now);
     void judge_partial_heads(Clock::time_point now);
+    PendingExchange& pending_at(std::size_t index);
     PendingExchange* awaiting_response();
     PendingExchange* websocket_exchange();
 
@@ -110,7 +111,9 @@ private:
     // Requests in arrival order until reported. The first `responded_` of them have their
     // response complete (responses come in request order); the one being read by the client
     // side, if any, is the last.
-    std::deque<PendingExchange> pending_;
+    // A list, not a deque: an empty libstdc++ deque still holds a node (here one 850-byte
+    // exchange) and its map, which every idle keep-alive connection would carry.
+    std::list<PendingExchange> pending_;
     std::size_t responded_ = 0;
     std::uint64_t next_sequence_ = 0;
     Direction client_{Side::client};
