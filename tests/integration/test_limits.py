@@ -9,6 +9,10 @@ import unittest
 import harness
 
 
+# The sanitizer runtimes need descriptors of their own: UBSan checks that an object's memory is
+# readable through a pipe(2), which fails while the gateway has used up its descriptors, and then
+# reports a false "invalid vptr". The release pass runs this test.
+@unittest.skipIf("asan" in harness.BIN, "sanitizer runtimes need spare descriptors")
 @unittest.skipUnless(shutil.which("prlimit"), "needs prlimit (util-linux)")
 class OutOfDescriptors(unittest.TestCase):
     def setUp(self):
