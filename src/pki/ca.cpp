@@ -510,6 +510,36 @@ std::string one_line_name(const X509_NAME* name) {
 
 namespace {
 
+// The CA profile every tlsgate CA certificate has (root or issuing): v3, random serial, the
+// validity given, basicConstraints critical CA:TRUE with `path_length`, keyUsage critical
+// keyCertSign+cRLSign, SKI and AKI; then `signer` signs it with SHA-256.
+Result<void> fill_and_sign_ca(X509* cert, const std::array<std::uint8_t, 16>& serial,
+                              std::time_t not_before, std::time_t not_after, int path_length,
+                              const ASN1_OCTET_STRING* subject_key_id,
+                              const ASN1_OCTET_STRING* authority_key_id, EVP_PKEY* signer) {
+    using namespace detail;
+    Result<void> step = set_version_and_serial(cert, serial);
+    if (step) {
+        step = set_validity(cert, not_before, not_after);
+    }
+    if (step) {
+        step = add_basic_constraints(cert, true, path_length);
+    }
+    if (step) {
+        step = add_key_usage(cert, {5 /* keyCertSign */, 6 /* cRLSign */});
+    }
+    if (step) {
+        step = add_subject_key_id(cert, subject_key_id);
+    }
+    if (step) {
+        step = add_authority_key_id(cert, authority_key_id);
+    }
+    if (step) {
+        step = sign_sha256(cert, signer);
+    }
+    return step;
+}
+
 // A self-signed root for `key`, which may live in a token (then the token signs).
 Result<CertificateAuthority> self_signed_ca(const std::string& subject, EvpPkeyPtr key,
                                             std::shared_ptr<void> key_session, int validity_days,
@@ -544,25 +574,9 @@ Result<CertificateAuthority> self_signed_ca(const std::string& subject, EvpPkeyP
     if (!key_id) {
         return make_error(key_id.error());
     }
-    Result<void> step = set_version_and_serial(cert.get(), *serial);
-    if (step) {
-        step = set_validity(cert.get(), not_before, not_after);
-    }
-    if (step) {
-        step = add_basic_constraints(cert.get(), true, path_length);
-    }
-    if (step) {
-        step = add_key_usage(cert.get(), {5 /* keyCertSign */, 6 /* cRLSign */});
-    }
-    if (step) {
-        step = add_subject_key_id(cert.get(), key_id->get());
-    }
-    if (step) {
-        step = add_authority_key_id(cert.get(), key_id->get());
-    }
-    if (step) {
-        step = sign_sha256(cert.get(), key.get());
-    }
+    const Result<void> step =
+        fill_and_sign_ca(cert.get(), *serial, not_before, not_after, path_length, key_id->get(),
+                         key_id->get(), key.get());
     if (!step) {
         return make_error(step.error());
     }
@@ -638,25 +652,8 @@ Result<CertificateAuthority> issue_intermediate(const CertificateAuthority& root
     if (!key_id || !root_key_id) {
         return make_error(!key_id ? key_id.error() : root_key_id.error());
     }
-    Result<void> step = set_version_and_serial(cert.get(), *serial);
-    if (step) {
-        step = set_validity(cert.get(), not_before, not_after);
-    }
-    if (step) {
-        step = add_basic_constraints(cert.get(), true, 0);
-    }
-    if (step) {
-        step = add_key_usage(cert.get(), {5 /* keyCertSign */, 6 /* cRLSign */});
-    }
-    if (step) {
-        step = add_subject_key_id(cert.get(), key_id->get());
-    }
-    if (step) {
-        step = add_authority_key_id(cert.get(), root_key_id->get());
-    }
-    if (step) {
-        step = sign_sha256(cert.get(), root.key.get());
-    }
+    const Result<void> step = fill_and_sign_ca(cert.get(), *serial, not_before, not_after, 0,
+                                               key_id->get(), root_key_id->get(), root.key.get());
     if (!step) {
         return make_error(step.error());
     }
