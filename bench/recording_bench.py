@@ -3,16 +3,16 @@
 off (--no-flows) and on (HTTP dissection + SQLite flow records), in one run, alternating rounds.
 
 Reports requests/s and the gateway's CPU time per request for each, and the ratios. Uses the
-integration harness (nginx origin on loopback with the test PKI, curl as the client).
+integration harness (nginx origin on loopback with the test PKI) and bench/load/keepalive_load as
+the client (curl spent more CPU than the gateway it measured).
 
     make bench            # runs this after the micro benchmarks
-    bench/recording_bench.py --requests 4000 --clients 4 --rounds 3
+    bench/recording_bench.py --seconds 5 --connections 4 --rounds 5
 """
 
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
@@ -26,42 +26,45 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def run_round(gw, url, requests, clients, size):
-    per_client = requests // clients
-    procs = []
+LOAD = os.environ.get("TLSGATE_KEEPALIVE_LOAD",
+                      os.path.join(os.path.dirname(harness.BIN), "keepalive_load"))
+
+
+def pin(pid, cpu):
+    """All threads of `pid` onto one CPU (taskset -a)."""
+    harness.subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True,
+                           stdout=harness.subprocess.DEVNULL)
+
+
+def run_round(gw, w, path, connections, seconds, client_cpu):
+    """One timed round: requests/s and the gateway's CPU microseconds per request."""
     cpu_before = cpu_seconds(gw.proc.pid)
-    started = time.monotonic()
-    for _ in range(clients):
-        args = [harness.CURL, "-sS", "--http1.1", "--proxy", gw.proxy, "--cacert", gw.ca_path,
-                "-w", "%{http_code}\\n"]
-        # one curl per client: every request on one kept-alive intercepted connection
-        for i in range(per_client):
-            args += [f"{url}?{i}", "-o", "/dev/null"]
-        procs.append(harness.subprocess.Popen(args, stdout=harness.subprocess.PIPE,
-                                              stderr=harness.subprocess.PIPE))
-    ok = 0
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        ok += out.split().count(b"200")
-        if p.returncode != 0:
-            raise RuntimeError(err.decode())
-    elapsed = time.monotonic() - started
+    out = harness.subprocess.run(
+        ["taskset", "-c", str(client_cpu), LOAD, harness.LOOPBACK, str(gw.port), "origin.test",
+         str(w.port("valid")), path, gw.ca_path, str(connections), str(seconds)],
+        check=True, capture_output=True, text=True, timeout=seconds + 60).stdout.split()
     cpu = cpu_seconds(gw.proc.pid) - cpu_before
-    if ok != per_client * clients:
-        raise RuntimeError(f"{ok} of {per_client * clients} requests succeeded")
-    return ok / elapsed, cpu / ok * 1e6
+    requests, elapsed = int(out[1]), float(out[3])
+    return requests / elapsed, cpu / requests * 1e6
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5, help="length of one round")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--file", default="1k.bin", choices=["1k.bin", "64k.bin"])
     options = parser.parse_args()
+    if not os.access(LOAD, os.X_OK):
+        sys.exit(f"{LOAD} not found: build the keepalive_load target (make build)")
 
     w = harness.world()
-    url = f"https://origin.test:{w.port('valid')}/{options.file}"
+    path = f"/{options.file}"
+    # The gateway gets a core to itself (its worker and its flow writer share it, as they would
+    # on a loaded machine); client and origin share the other. Then requests/s is what one core
+    # of gateway delivers, and the other processes' noise stays off that core.
+    gateway_cpu, client_cpu = (1, 0) if os.cpu_count() > 1 else (0, 0)
+    pin(w.nginx.proc.pid, client_cpu)
     gateways = {
         "recording off": harness.Gateway(w, workers=1, extra_args=["--no-flows"]).start(),
         "recording on": harness.Gateway(w, workers=1).start(),
@@ -69,11 +72,12 @@ def main():
     results = {name: [] for name in gateways}
     try:
         for name, gw in gateways.items():  # warm up: CA, leaf cache, session caches
-            run_round(gw, url, options.clients * 50, options.clients, options.file)
+            pin(gw.proc.pid, gateway_cpu)
+            run_round(gw, w, path, options.connections, 1, client_cpu)
         for _ in range(options.rounds):
             for name, gw in gateways.items():
-                results[name].append(run_round(gw, url, options.requests, options.clients,
-                                               options.file))
+                results[name].append(run_round(gw, w, path, options.connections, options.seconds,
+                                               client_cpu))
     finally:
         for gw in gateways.values():
             gw.cleanup()
@@ -82,8 +86,9 @@ def main():
         values = sorted(values)
         return values[len(values) // 2]
 
-    print(f"recording cost: {options.requests} keep-alive GETs of {options.file} per round over "
-          f"{options.clients} connections, {options.rounds} rounds, 1 worker; medians")
+    print(f"recording cost: keep-alive GETs of {options.file} over {options.connections} "
+          f"connections, {options.rounds} rounds of {options.seconds:g} s, 1 worker on its own "
+          f"core; medians")
     print(f"{'':16} {'requests/s':>12} {'CPU us/request':>16}")
     summary = {}
     for name, rounds in results.items():

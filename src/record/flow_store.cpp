@@ -85,7 +85,6 @@ std::string create_schema_sql() {
         ");"
         "CREATE INDEX flows_by_request_start ON flows(request_start_us);"
         "CREATE INDEX flows_by_authority ON flows(authority COLLATE NOCASE);"
-        "CREATE INDEX flows_by_sni ON flows(sni COLLATE NOCASE);"
         "CREATE INDEX flows_by_status ON flows(status);";
     sql += "PRAGMA user_version = " + std::to_string(FlowStore::kSchemaVersion) + ";";
     return sql;
@@ -776,6 +775,11 @@ Result<FlowStore> FlowStore::open(const std::filesystem::path& path, OpenMode mo
         schema = exec(create_schema_sql(), "cannot create the schema");
     } else {
         schema = check_version(*version);
+        if (schema) {
+            // Stores made before this index was found to serve no query: it only cost every
+            // insert a B-tree update.
+            schema = exec("DROP INDEX IF EXISTS flows_by_sni", "cannot drop an unused index");
+        }
     }
     if (schema) {
         schema = exec("COMMIT", "cannot create the schema");

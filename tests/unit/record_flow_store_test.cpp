@@ -472,6 +472,39 @@ TEST(FlowStore, RefusesANewerSchema) {
     }
 }
 
+TEST(FlowStore, OpeningForWritingDropsTheUnusedSniIndexOfOlderStores) {
+    TempDir dir;
+    const auto path = dir.path() / "flows.db";
+    { open_store(path); }
+    const auto index_count = [&path] {
+        sqlite3* db = nullptr;
+        EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+        sqlite3_stmt* statement = nullptr;
+        EXPECT_EQ(sqlite3_prepare_v2(db,
+                                     "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                     "AND name = 'flows_by_sni'",
+                                     -1, &statement, nullptr),
+                  SQLITE_OK);
+        EXPECT_EQ(sqlite3_step(statement), SQLITE_ROW);
+        const int count = sqlite3_column_int(statement, 0);
+        sqlite3_finalize(statement);
+        sqlite3_close(db);
+        return count;
+    };
+    EXPECT_EQ(index_count(), 0);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "CREATE INDEX flows_by_sni ON flows(sni COLLATE NOCASE)", nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ(index_count(), 1);
+    { open_store(path, OpenMode::read_only); }
+    EXPECT_EQ(index_count(), 1);  // a reader changes nothing
+    { open_store(path); }
+    EXPECT_EQ(index_count(), 0);
+}
+
 TEST(FlowStore, ReadOnlyStoreRefusesInserts) {
     TempDir dir;
     const auto path = dir.path() / "flows.db";
