@@ -4,13 +4,10 @@
 
 #include <cstdio>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace tlsgate::inspect {
-
-struct BodyRecorder::HashState {
-    EVP_MD_CTX* context = EVP_MD_CTX_new();
-    ~HashState() { EVP_MD_CTX_free(context); }
-};
 
 namespace {
 // Fetched once: OpenSSL 3 would otherwise look the algorithm up on every body.
@@ -19,15 +16,82 @@ const EVP_MD* sha256() {
     return md;
 }
 
+// Hash contexts of bodies that ended, kept per thread for the next body: creating one (and its
+// provider state) per body cost more than hashing a small body, and re-initialising a context
+// that already ran SHA-256 reuses its state. A connection between bodies holds none.
+class HashContextPool {
+public:
+    ~HashContextPool() {
+        for (EVP_MD_CTX* context : free_) {
+            EVP_MD_CTX_free(context);
+        }
+    }
+    EVP_MD_CTX* acquire() {
+        if (free_.empty()) {
+            return EVP_MD_CTX_new();
+        }
+        EVP_MD_CTX* context = free_.back();
+        free_.pop_back();
+        return context;
+    }
+    void release(EVP_MD_CTX* context) {
+        if (free_.size() < kKept) {
+            free_.push_back(context);
+        } else {
+            EVP_MD_CTX_free(context);
+        }
+    }
+
+private:
+    static constexpr std::size_t kKept = 64;  // bodies hashed at once on one worker, typically
+    std::vector<EVP_MD_CTX*> free_;
+};
+
+HashContextPool& hash_contexts() {
+    thread_local HashContextPool pool;
+    return pool;
+}
+
 // Most bodies are empty (every GET's request): their digest is known without hashing.
 constexpr std::string_view kEmptySha256 =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 }  // namespace
 
 BodyRecorder::BodyRecorder() = default;
-BodyRecorder::~BodyRecorder() = default;
-BodyRecorder::BodyRecorder(BodyRecorder&&) noexcept = default;
-BodyRecorder& BodyRecorder::operator=(BodyRecorder&&) noexcept = default;
+
+BodyRecorder::~BodyRecorder() {
+    release_hash();
+}
+
+BodyRecorder::BodyRecorder(BodyRecorder&& other) noexcept
+    : hash_(std::exchange(other.hash_, nullptr)),
+      size_(other.size_),
+      capture_limit_(other.capture_limit_),
+      captured_(std::move(other.captured_)),
+      truncated_(other.truncated_),
+      started_(other.started_),
+      hashing_(std::exchange(other.hashing_, false)) {}
+
+BodyRecorder& BodyRecorder::operator=(BodyRecorder&& other) noexcept {
+    if (this != &other) {
+        release_hash();
+        hash_ = std::exchange(other.hash_, nullptr);
+        size_ = other.size_;
+        capture_limit_ = other.capture_limit_;
+        captured_ = std::move(other.captured_);
+        truncated_ = other.truncated_;
+        started_ = other.started_;
+        hashing_ = std::exchange(other.hashing_, false);
+    }
+    return *this;
+}
+
+void BodyRecorder::release_hash() {
+    if (hash_ != nullptr) {
+        hash_contexts().release(std::exchange(hash_, nullptr));
+    }
+    hashing_ = false;
+}
 
 void BodyRecorder::start(std::size_t capture_limit) {
     hashing_ = false;
@@ -44,13 +108,13 @@ void BodyRecorder::add(std::span<const char> payload) {
     if (payload.empty())
         return;
     if (!hashing_) {
-        if (!hash_) {
-            hash_ = std::make_unique<HashState>();
+        if (hash_ == nullptr) {
+            hash_ = hash_contexts().acquire();
         }
-        EVP_DigestInit_ex(hash_->context, sha256(), nullptr);
+        EVP_DigestInit_ex(hash_, sha256(), nullptr);
         hashing_ = true;
     }
-    EVP_DigestUpdate(hash_->context, payload.data(), payload.size());
+    EVP_DigestUpdate(hash_, payload.data(), payload.size());
     size_ += payload.size();
     if (captured_.size() < capture_limit_) {
         const std::size_t room = capture_limit_ - captured_.size();
@@ -69,16 +133,15 @@ void BodyRecorder::finish_into(BodySummary& summary) {
     if (hashing_) {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int length = 0;
-        EVP_DigestFinal_ex(hash_->context, digest, &length);
+        EVP_DigestFinal_ex(hash_, digest, &length);
         static constexpr char kHex[] = "0123456789abcdef";
         summary.sha256.resize(length * 2);
         for (unsigned int i = 0; i < length; ++i) {
             summary.sha256[2 * i] = kHex[digest[i] >> 4];
             summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
         }
-        hashing_ = false;
-        // Created again by the next body: an idle keep-alive connection holds no hash state.
-        hash_.reset();
+        // Back to the pool: an idle keep-alive connection holds no hash state.
+        release_hash();
     } else {
         summary.sha256 = kEmptySha256;
     }

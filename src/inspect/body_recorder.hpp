@@ -1,10 +1,11 @@
 #pragma once
 // Streams a body's payload into its BodySummary: size and SHA-256 always, the first bytes only
 // when capture is on. Holds one hash context, never the body; an empty body never touches it.
-#include <memory>
 #include <span>
 
 #include "inspect/exchange.hpp"
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
 
 namespace tlsgate::inspect {
 
@@ -23,8 +24,9 @@ public:
     void finish_into(BodySummary& summary);
 
 private:
-    struct HashState;
-    std::unique_ptr<HashState> hash_;  // only while a body is being hashed
+    void release_hash();
+
+    evp_md_ctx_st* hash_ = nullptr;  // from the thread's pool, only while a body is hashed
     std::uint64_t size_ = 0;
     std::size_t capture_limit_ = 0;
     std::string captured_;

@@ -96,16 +96,15 @@ void ConnectionInspector::on_exchange(inspect::HttpExchange&& exchange) {
         return;
     }
     const auto& record = connection_.record;
-    record::FlowRecord flow;
-    flow.connection_id = record.id;
-    flow.client_address = record.client_address;
-    flow.server_address = record.destination_address;
-    flow.sni = record.sni;
-    flow.client_tls_version = record.client_tls.version;
-    flow.upstream_tls_version = record.upstream_tls.version;
-    flow.alpn = record.client_tls.alpn;
-    flow.exchange = std::move(exchange);
-    worker.outbox.add(std::move(flow));
+    // Built in place from its parts: no empty record first and a move-assignment after.
+    worker.outbox.add(record::FlowRecord{.connection_id = record.id,
+                                         .client_address = record.client_address,
+                                         .server_address = record.destination_address,
+                                         .sni = record.sni,
+                                         .client_tls_version = record.client_tls.version,
+                                         .upstream_tls_version = record.upstream_tls.version,
+                                         .alpn = record.client_tls.alpn,
+                                         .exchange = std::move(exchange)});
 }
 
 void ConnectionInspector::flush_pcap(bool force) {
