@@ -173,10 +173,10 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
         std::error_code error;
         tcp::socket socket =
             co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, error));
-        if (error == asio::error::operation_aborted || !acceptor.is_open()) {
-            co_return;
-        }
         if (error) {
+            if (error == asio::error::operation_aborted || !acceptor.is_open()) {
+                co_return;
+            }
             // Out of descriptors (EMFILE/ENFILE) or memory: pause instead of spinning;
             // connections in flight may free some. Said once per 10 s, not once per attempt.
             ++worker.counters.accept_failed;
@@ -190,6 +190,8 @@ asio::awaitable<void> accept_loop(relay::WorkerContext& worker, tcp::acceptor& a
             co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, error));
             continue;
         }
+        // A connection accepted just before the listener closed (shutdown, restart) is served:
+        // its client has already been told the connection exists. The next accept ends the loop.
         // Limits are checked before any work: a refused connection costs one accept and a close.
         // Behind a balancer (+proxy) the peer is the balancer, so only the total applies.
         std::optional<IpAddress> peer;
