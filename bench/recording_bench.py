@@ -103,13 +103,17 @@ def main():
     print(f"recording cost: keep-alive GETs of {options.file} over {options.connections} "
           f"connections, {options.rounds} rounds of {options.seconds:g} s, 1 worker on its own "
           f"core; medians")
-    print(f"{'':26} {'requests/s':>12} {'CPU us/request':>16}")
+    # The spread of each configuration's rounds says how far to trust the ratios: on a shared
+    # machine another job can slow some rounds of one configuration and not the other's.
+    print(f"{'':26} {'requests/s':>12} {'CPU us/request':>16}   spread of rounds (max/min)")
     summary = {}
     for name, rounds in results.items():
         rps = median([r[0] for r in rounds])
         cpu = median([r[1] for r in rounds])
         summary[name] = (rps, cpu)
-        print(f"{name:26} {rps:12.0f} {cpu:16.1f}")
+        spread_rps = max(r[0] for r in rounds) / min(r[0] for r in rounds)
+        spread_cpu = max(r[1] for r in rounds) / min(r[1] for r in rounds)
+        print(f"{name:26} {rps:12.0f} {cpu:16.1f}   {spread_rps:.2f} / {spread_cpu:.2f}")
     off = summary["recording off"]
     for name in ("recording on", "writer apart"):
         on = summary[name]
