@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace tlsgate::inspect {
@@ -57,41 +56,14 @@ constexpr std::string_view kEmptySha256 =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 }  // namespace
 
+void BodyRecorder::ReturnToPool::operator()(evp_md_ctx_st* context) const {
+    hash_contexts().release(context);
+}
+
 BodyRecorder::BodyRecorder() = default;
-
-BodyRecorder::~BodyRecorder() {
-    release_hash();
-}
-
-BodyRecorder::BodyRecorder(BodyRecorder&& other) noexcept
-    : hash_(std::exchange(other.hash_, nullptr)),
-      size_(other.size_),
-      capture_limit_(other.capture_limit_),
-      captured_(std::move(other.captured_)),
-      truncated_(other.truncated_),
-      started_(other.started_),
-      hashing_(std::exchange(other.hashing_, false)) {}
-
-BodyRecorder& BodyRecorder::operator=(BodyRecorder&& other) noexcept {
-    if (this != &other) {
-        release_hash();
-        hash_ = std::exchange(other.hash_, nullptr);
-        size_ = other.size_;
-        capture_limit_ = other.capture_limit_;
-        captured_ = std::move(other.captured_);
-        truncated_ = other.truncated_;
-        started_ = other.started_;
-        hashing_ = std::exchange(other.hashing_, false);
-    }
-    return *this;
-}
-
-void BodyRecorder::release_hash() {
-    if (hash_ != nullptr) {
-        hash_contexts().release(std::exchange(hash_, nullptr));
-    }
-    hashing_ = false;
-}
+BodyRecorder::~BodyRecorder() = default;
+BodyRecorder::BodyRecorder(BodyRecorder&&) noexcept = default;
+BodyRecorder& BodyRecorder::operator=(BodyRecorder&&) noexcept = default;
 
 void BodyRecorder::start(std::size_t capture_limit) {
     hashing_ = false;
@@ -108,13 +80,13 @@ void BodyRecorder::add(std::span<const char> payload) {
     if (payload.empty())
         return;
     if (!hashing_) {
-        if (hash_ == nullptr) {
-            hash_ = hash_contexts().acquire();
+        if (!hash_) {
+            hash_.reset(hash_contexts().acquire());
         }
-        EVP_DigestInit_ex(hash_, sha256(), nullptr);
+        EVP_DigestInit_ex(hash_.get(), sha256(), nullptr);
         hashing_ = true;
     }
-    EVP_DigestUpdate(hash_, payload.data(), payload.size());
+    EVP_DigestUpdate(hash_.get(), payload.data(), payload.size());
     size_ += payload.size();
     if (captured_.size() < capture_limit_) {
         const std::size_t room = capture_limit_ - captured_.size();
@@ -133,15 +105,16 @@ void BodyRecorder::finish_into(BodySummary& summary) {
     if (hashing_) {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int length = 0;
-        EVP_DigestFinal_ex(hash_, digest, &length);
+        EVP_DigestFinal_ex(hash_.get(), digest, &length);
         static constexpr char kHex[] = "0123456789abcdef";
         summary.sha256.resize(length * 2);
         for (unsigned int i = 0; i < length; ++i) {
             summary.sha256[2 * i] = kHex[digest[i] >> 4];
             summary.sha256[2 * i + 1] = kHex[digest[i] & 0xf];
         }
+        hashing_ = false;
         // Back to the pool: an idle keep-alive connection holds no hash state.
-        release_hash();
+        hash_.reset();
     } else {
         summary.sha256 = kEmptySha256;
     }

@@ -1,6 +1,7 @@
 #pragma once
 // Streams a body's payload into its BodySummary: size and SHA-256 always, the first bytes only
 // when capture is on. Holds one hash context, never the body; an empty body never touches it.
+#include <memory>
 #include <span>
 
 #include "inspect/exchange.hpp"
@@ -24,9 +25,12 @@ public:
     void finish_into(BodySummary& summary);
 
 private:
-    void release_hash();
+    // Gives a hash context back to the thread's pool instead of freeing it.
+    struct ReturnToPool {
+        void operator()(evp_md_ctx_st* context) const;
+    };
 
-    evp_md_ctx_st* hash_ = nullptr;  // from the thread's pool, only while a body is hashed
+    std::unique_ptr<evp_md_ctx_st, ReturnToPool> hash_;  // only while a body is being hashed
     std::uint64_t size_ = 0;
     std::size_t capture_limit_ = 0;
     std::string captured_;
