@@ -11,16 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "inspect/header_field.hpp"
+
 namespace tlsgate::inspect {
 
 using Clock = std::chrono::system_clock;
 
 enum class Side { client, server };  // who sent the bytes
-
-struct HeaderField {
-    std::string name;   // HTTP/1: as received; HTTP/2: lower case as on the wire
-    std::string value;  // "<redacted>" for the configured sensitive names
-};
 
 struct BodySummary {
     std::uint64_t size = 0;  // payload bytes (chunk framing removed; still content-encoded)

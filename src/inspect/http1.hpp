@@ -10,12 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include "inspect/header_field.hpp"
+
 namespace tlsgate::http1 {
 
-struct Header {
-    std::string name;   // as received
-    std::string value;  // leading/trailing whitespace trimmed
-};
+using Header = inspect::HeaderField;
 
 struct RequestHead {
     std::string method;

@@ -135,18 +135,16 @@ std::string header_or_empty(const std::vector<http1::Header>& headers, std::stri
     return std::string(http1::find_header(headers, name).value_or(std::string_view{}));
 }
 
-std::vector<HeaderField> recorded_headers(std::vector<http1::Header>&& headers,
+// The parsed list becomes the record's, with the sensitive values replaced.
+std::vector<HeaderField> recorded_headers(std::vector<HeaderField>&& headers,
                                           const std::vector<std::string>& redacted_names) {
-    std::vector<HeaderField> fields;
-    fields.reserve(headers.size());
-    for (http1::Header& header : headers) {
-        const bool redact =
-            std::any_of(redacted_names.begin(), redacted_names.end(),
-                        [&](const std::string& name) { return iequals(header.name, name); });
-        fields.push_back(HeaderField{std::move(header.name),
-                                     redact ? std::string(kRedacted) : std::move(header.value)});
+    for (HeaderField& header : headers) {
+        if (std::any_of(redacted_names.begin(), redacted_names.end(),
+                        [&](const std::string& name) { return iequals(header.name, name); })) {
+            header.value = kRedacted;
+        }
     }
-    return fields;
+    return std::move(headers);
 }
 
 // The authority of an absolute-form target exactly as written ("example.com:8080").

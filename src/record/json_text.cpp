@@ -49,11 +49,18 @@ void append_json_string(std::string& out, std::string_view text) {
     }
     static constexpr char kHex[] = "0123456789abcdef";
     for (std::size_t i = plain_end; i < text.size(); ++i) {
-        const auto byte = static_cast<unsigned char>(text[i]);
-        if (class_of(text[i]) == ByteClass::plain) {
-            out += text[i];
-            continue;
+        std::size_t run_end = i;
+        while (run_end < text.size() && class_of(text[run_end]) == ByteClass::plain) {
+            ++run_end;
         }
+        if (run_end > i) {  // plain bytes up to the next escape or the end, appended at once
+            out.append(text.data() + i, run_end - i);
+            if (run_end == text.size()) {
+                break;
+            }
+            i = run_end;
+        }
+        const auto byte = static_cast<unsigned char>(text[i]);
         switch (byte) {
             case '"':
                 out += "\\\"";

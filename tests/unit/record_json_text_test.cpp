@@ -59,6 +59,21 @@ TEST(JsonText, RandomBytesAreWhatNlohmannWrites) {
     }
 }
 
+// Plain text is scanned eight bytes at a time: one byte that needs care, at every position of
+// strings around a word's length, must still be found.
+TEST(JsonText, OneSpecialByteAnywhereIsFound) {
+    for (const char special : {'\0', '\x1f', ' ', '"', '\\', '\x7f', '\x80', '\xff', '~'}) {
+        for (std::size_t length = 1; length <= 25; ++length) {
+            for (std::size_t at = 0; at < length; ++at) {
+                std::string text(length, 'a');
+                text[at] = special;
+                ASSERT_EQ(written(text), nlohmann_text(Json(text)))
+                    << int(special) << " at " << at << " of " << length;
+            }
+        }
+    }
+}
+
 TEST(JsonText, HeaderListsAndStatusListsAreWhatNlohmannWrites) {
     const std::vector<inspect::HeaderField> headers = {
         {"Host", "origin.test:44321"}, {"X-Quote", "say \"hi\""}, {"X-Utf8", "\xc3\xa9\xff"}};
