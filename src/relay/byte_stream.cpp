@@ -34,19 +34,13 @@ void reset_socket(tcp::socket& socket) {
     socket.close(ignored);
 }
 
-namespace {
-
-asio::awaitable<std::error_code> wait_for_bytes(tcp::socket& socket) {
-    std::error_code error;
-    co_await socket.async_wait(tcp::socket::wait_read,
-                               asio::redirect_error(asio::use_awaitable, error));
-    co_return error;
-}
-
-}  // namespace
-
+// The wait is written out here and in TlsStream::wait_readable rather than shared as a coroutine:
+// each idle direction of every connection would keep one more frame suspended.
 asio::awaitable<std::error_code> TcpStream::wait_readable() {
-    co_return co_await wait_for_bytes(socket_);
+    std::error_code error;
+    co_await socket_.async_wait(tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, error));
+    co_return error;
 }
 
 asio::awaitable<ReadResult> TcpStream::read_some(std::span<std::uint8_t> into) {
@@ -250,7 +244,10 @@ asio::awaitable<std::error_code> TlsStream::wait_readable() {
     if (SSL_has_pending(ssl_.get()) == 1) {
         co_return std::error_code{};
     }
-    co_return co_await wait_for_bytes(socket_);
+    std::error_code error;
+    co_await socket_.async_wait(tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, error));
+    co_return error;
 }
 
 asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
@@ -262,8 +259,14 @@ asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
             co_return ReadResult{bytes, false, false, {}};
         }
         const int ssl_error = SSL_get_error(ssl_.get(), rc);
+        if (ssl_error == SSL_ERROR_WANT_READ && SSL_has_pending(ssl_.get()) == 0) {
+            // What arrived carried no data (a session ticket): the caller waits without our
+            // buffer and OpenSSL's. RELEASE_BUFFERS frees OpenSSL's only after data.
+            SSL_free_buffers(ssl_.get());
+            co_return ReadResult{};
+        }
         if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
-            if (!co_await wait_for(ssl_error)) {
+            if (!co_await wait_for(ssl_error)) {  // the rest of a record is on its way
                 co_return ReadResult{0, false, false,
                                      std::make_error_code(std::errc::operation_canceled)};
             }

@@ -30,6 +30,8 @@ public:
     // Completes when read_some would find something (bytes, an end or an error), without taking
     // a buffer while waiting.
     virtual asio::awaitable<std::error_code> wait_readable() = 0;
+    // May complete with no bytes, no end and no error when what arrived carried no data (a TLS
+    // session ticket): wait_readable, then read again.
     virtual asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> into) = 0;
     virtual asio::awaitable<std::error_code> write_all(std::span<const std::uint8_t> bytes) = 0;
     // Tells the peer we will send no more: a TLS close_notify when `clean`, then a TCP FIN. An

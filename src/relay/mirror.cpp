@@ -47,8 +47,14 @@ asio::awaitable<std::optional<http1::RequestHead>> read_request_head(TlsStream& 
         }
         const std::span<std::uint8_t> into(chunk);
         const ReadResult read = co_await client.read_some(into);
-        if (read.error || read.end_of_stream || read.bytes == 0) {
+        if (read.error || read.end_of_stream) {
             co_return std::nullopt;
+        }
+        if (read.bytes == 0) {
+            if (co_await client.wait_readable()) {
+                co_return std::nullopt;
+            }
+            continue;
         }
         buffer.append(reinterpret_cast<const char*>(chunk.data()), read.bytes);
     }

@@ -53,6 +53,9 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
             co_await direction.to.shutdown_write(true);
             co_return;
         }
+        if (read.bytes == 0) {
+            continue;  // nothing to relay yet; the buffer goes back while we wait
+        }
         connection.touch();
         if (connection.plaintext_observer != nullptr) {
             // Before the write: a dialogue must see the server's answer before the client does.
@@ -85,7 +88,61 @@ asio::awaitable<void> pump_and_signal(Connection& connection, Direction& directi
     finished.cancel();
 }
 
+// A relay nobody waits for; shared by the coroutines of its two directions.
+struct DetachedRelay {
+    Connection& connection;
+    Direction up;
+    Direction down;
+    std::shared_ptr<void> owner;
+    std::function<void()> ended;
+    int running = 2;
+};
+
+void direction_ended(DetachedRelay& relay, const Direction& direction,
+                     const std::exception_ptr& thrown) {
+    if (thrown) {  // out of memory: end the connection rather than leave it half relayed
+        try {
+            std::rethrow_exception(thrown);
+        } catch (const std::exception& error) {
+            fail(relay.connection, direction, error.what());
+        } catch (...) {
+            fail(relay.connection, direction, "unknown exception");
+        }
+    }
+    if (--relay.running > 0) {
+        return;
+    }
+    relay.connection.disarm();
+    if (relay.connection.inspector) {
+        relay.connection.inspector->finish();
+    }
+    if (relay.ended) {
+        relay.ended();
+    }
+}
+
 }  // namespace
+
+void start_relay(Connection& connection, ByteStream& client_side, ByteStream& upstream_side,
+                 std::shared_ptr<void> owner, std::function<void()> ended) {
+    auto& record = connection.record;
+    connection.arm_timeout(connection.worker.timeouts.idle, "idle");
+    auto relay = std::make_shared<DetachedRelay>(DetachedRelay{
+        connection,
+        {"client->upstream", inspect::Side::client, client_side, upstream_side,
+         record.bytes_client_to_server},
+        {"upstream->client", inspect::Side::server, upstream_side, client_side,
+         record.bytes_server_to_client},
+        std::move(owner),
+        std::move(ended)});
+    const auto executor = connection.client.get_executor();
+    asio::co_spawn(executor, pump(connection, relay->up), [relay](std::exception_ptr thrown) {
+        direction_ended(*relay, relay->up, thrown);
+    });
+    asio::co_spawn(executor, pump(connection, relay->down), [relay](std::exception_ptr thrown) {
+        direction_ended(*relay, relay->down, thrown);
+    });
+}
 
 // Two coroutines, one per direction, joined by a timer, rather than asio's `a && b`: its
 // parallel group keeps about 2 KiB of frames and cancellation state per connection for as long

@@ -5,10 +5,7 @@
 
 #include <array>
 #include <asio/experimental/awaitable_operators.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <optional>
@@ -312,36 +309,23 @@ asio::awaitable<void> refuse_upstream(Connection& connection,
     co_await send_fatal_alert(connection, Alert::handshake_failure);
 }
 
-// What an intercepted connection relays with. On the heap, so that the relay can outlive the
-// coroutines that set the connection up (see hand_off_relay).
+// What an intercepted connection relays with, on the heap: the relay outlives the coroutines
+// that set the connection up (see intercept). Members go in reverse order, the connection whose
+// sockets the streams use last.
 struct InterceptedLegs {
+    std::shared_ptr<Connection> connection;
     std::string session_key;  // the upstream SSL's new-session callback points at it
     std::optional<TlsStream> upstream;
     std::optional<TlsStream> client;
-};
 
-asio::awaitable<void> relay_intercepted(Connection& connection, InterceptedLegs& legs) {
-    struct LendUpstream {  // only while the upstream stream lives
-        Connection& connection;
-        ~LendUpstream() { connection.intercepted_upstream = nullptr; }
-    } lend{connection};
-    connection.intercepted_upstream = legs.upstream->ssl();
-    co_await relay_both_ways(connection, *legs.client, *legs.upstream);
-    if (legs.upstream->failure_reason() != 0) {
-        // A TLS error, not just an unclean end.
-        connection.worker.upstream_sessions.forget(legs.session_key);
+    void relay_ended() const {
+        connection->intercepted_upstream = nullptr;
+        if (upstream->failure_reason() != 0) {
+            // A TLS error, not just an unclean end.
+            connection->worker.upstream_sessions.forget(session_key);
+        }
     }
-}
-
-// The relay on its own: it owns the connection and both legs, so the chain of coroutines that
-// accepted, classified and set the connection up ends instead of waiting, suspended, for as long
-// as the connection lives (their frames were a sixth of what an idle connection cost). The legs
-// go before the connection whose sockets they use.
-asio::awaitable<void> hand_off_relay(std::shared_ptr<Connection> connection,
-                                     std::unique_ptr<InterceptedLegs> legs) {
-    co_await relay_intercepted(*connection, *legs);
-    legs.reset();
-}
+};
 
 // Upstream first, then the client: the client is shown a certificate only after the real server's
 // chain and name were verified, and only with what upstream negotiated (version cap, ALPN).
@@ -355,7 +339,8 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
     auto& record = connection.record;
     const auto& timeouts = worker.timeouts;
 
-    auto legs = std::make_unique<InterceptedLegs>();
+    auto legs = std::make_shared<InterceptedLegs>();
+    legs->connection = owner;
     // Kept with the stream that points at it, so it outlives the SSL object.
     legs->session_key = verify_name + '\n' + sni + '\n' + record.destination_address;
     const std::string& session_key = legs->session_key;
@@ -516,13 +501,17 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
         connection.inspector =
             std::make_unique<ConnectionInspector>(connection, record.client_tls.alpn, "https");
     }
+    connection.intercepted_upstream = upstream.ssl();
     if (connection.plaintext_observer != nullptr) {
         // A STARTTLS dialogue's session watches the relay from its caller's frame: relay here.
-        co_await relay_intercepted(connection, *legs);
+        co_await relay_both_ways(connection, client, upstream);
+        legs->relay_ended();
         co_return;
     }
-    auto executor = co_await asio::this_coro::executor;
-    asio::co_spawn(executor, hand_off_relay(std::move(owner), std::move(legs)), asio::detached);
+    // The relay goes on without this chain of coroutines (accept, classify, decide, handshakes),
+    // whose suspended frames would otherwise stay allocated for as long as the connection lives.
+    InterceptedLegs& parts = *legs;
+    start_relay(connection, client, upstream, std::move(legs), [&parts] { parts.relay_ended(); });
 }
 
 }  // namespace
