@@ -71,6 +71,9 @@ relay::Recording Recorders::recording() const {
     recording.dissector.capture_bodies = options_.capture_bodies;
     recording.dissector.body_capture_limit = options_.body_capture_limit;
     recording.dissector.redacted_headers = options_.redact_headers;
+    recording.dissector.scheme = "https";
+    recording.plain_dissector = recording.dissector;
+    recording.plain_dissector.scheme = "http";
     return recording;
 }
 

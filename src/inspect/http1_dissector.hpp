@@ -33,7 +33,9 @@ public:
     // the connection switched protocols; they are held to be read as whichever protocol won.
     static constexpr std::size_t kMaxHeldClientBytes = http1::kDefaultMaxHeadBytes;
 
+    // `options` and `sink` must outlive the dissector.
     Http1Dissector(const DissectorOptions& options, ExchangeSink& sink);
+    Http1Dissector(DissectorOptions&& options, ExchangeSink& sink) = delete;
 
     void feed(Side side, std::span<const char> bytes, Clock::time_point now) override;
     void end(Side side, Clock::time_point now) override;
@@ -105,7 +107,7 @@ private:
     PendingExchange* awaiting_response();
     PendingExchange* websocket_exchange();
 
-    DissectorOptions options_;
+    const DissectorOptions& options_;  // the caller's, shared by many dissectors
     ExchangeSink& sink_;
     std::size_t capture_limit_ = 0;
     // Requests in arrival order until reported. The first `responded_` of them have their

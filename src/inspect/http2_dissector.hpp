@@ -57,7 +57,9 @@ public:
     // 1xx statuses kept per exchange; further ones are dropped.
     static constexpr std::size_t kMaxInformational = 16;
 
+    // `options` and `sink` must outlive the dissector.
     Http2Dissector(const DissectorOptions& options, ExchangeSink& sink);
+    Http2Dissector(DissectorOptions&& options, ExchangeSink& sink) = delete;
     ~Http2Dissector() override;
     Http2Dissector(const Http2Dissector&) = delete;
     Http2Dissector& operator=(const Http2Dissector&) = delete;
@@ -108,7 +110,7 @@ private:
     void fail(std::string reason);
     Direction& other(const Direction& direction);
 
-    DissectorOptions options_;
+    const DissectorOptions& options_;  // the caller's, shared by many dissectors
     ExchangeSink& sink_;
     std::size_t capture_limit_ = 0;
     std::unique_ptr<Direction> client_;

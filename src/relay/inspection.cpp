@@ -30,10 +30,9 @@ ConnectionInspector::ConnectionInspector(Connection& connection, std::string_vie
                                          std::string_view scheme)
     : connection_(connection) {
     const auto& recording = connection.worker.shared.recording;
-    options_ = recording.dissector;
-    options_.scheme = std::string(scheme);
     if (recording.flows != nullptr) {
-        dissector_ = std::make_unique<inspect::SniffingDissector>(options_, *this, alpn);
+        dissector_ = std::make_unique<inspect::SniffingDissector>(
+            recording.dissector_for(scheme), *this, alpn);
     }
     if (recording.pcap != nullptr) {
         auto client = endpoint_of(connection.client, true);

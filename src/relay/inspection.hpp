@@ -34,7 +34,6 @@ private:
     void flush_pcap(bool force);
 
     Connection& connection_;
-    inspect::DissectorOptions options_;
     std::unique_ptr<inspect::SniffingDissector> dissector_;
     bool failure_counted_ = false;
     bool finished_ = false;

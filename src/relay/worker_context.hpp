@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "inspect/exchange.hpp"
@@ -50,8 +51,13 @@ struct Timeouts {
 struct Recording {
     record::FlowWriter* flows = nullptr;  // HTTP flow records (SQLite, JSON lines)
     record::ChunkWriter* pcap = nullptr;  // synthesized plaintext packets
-    inspect::DissectorOptions dissector;
+    inspect::DissectorOptions dissector;  // scheme "https"
+    inspect::DissectorOptions plain_dissector;  // the same for plain HTTP: scheme "http"
     bool inspects() const { return flows != nullptr || pcap != nullptr; }
+    // Shared by every connection's dissectors, which keep a reference, not a copy.
+    const inspect::DissectorOptions& dissector_for(std::string_view scheme) const {
+        return scheme == "http" ? plain_dissector : dissector;
+    }
 };
 
 // Read-only after start; shared by every worker.

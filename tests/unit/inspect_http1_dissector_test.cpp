@@ -187,7 +187,8 @@ TEST(Http1Dissector, SingleExchangeFillsEveryField) {
 
 TEST(Http1Dissector, Timestamps) {
     CollectingSink sink;
-    Http1Dissector dissector({}, sink);
+    const DissectorOptions options;
+    Http1Dissector dissector(options, sink);
     const std::string_view request = kGetIndex;
     const std::string_view response = kHelloResponse;
     dissector.feed(Side::client, request.substr(0, 10), kStart + 1s);
@@ -328,7 +329,8 @@ TEST(Http1Dissector, ExpectContinue) {
                     });
     // response_start is the first byte of the 100 Continue.
     CollectingSink sink;
-    Http1Dissector dissector({}, sink);
+    const DissectorOptions options;
+    Http1Dissector dissector(options, sink);
     dissector.feed(
         Side::client,
         "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"sv, kStart);
@@ -813,7 +815,8 @@ TEST(Http1Dissector, LeadingEmptyLineBeforeTheNextRequest) {
 
 TEST(Http1Dissector, CallsAfterFinishAreIgnored) {
     CollectingSink sink;
-    Http1Dissector dissector({}, sink);
+    const DissectorOptions options;
+    Http1Dissector dissector(options, sink);
     dissector.feed(Side::client, kGetIndex, kStart);
     dissector.finish(kStart);
     ASSERT_EQ(sink.exchanges.size(), 1u);
