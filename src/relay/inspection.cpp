@@ -31,8 +31,8 @@ ConnectionInspector::ConnectionInspector(Connection& connection, std::string_vie
     : connection_(connection) {
     const auto& recording = connection.worker.shared.recording;
     if (recording.flows != nullptr) {
-        dissector_ = std::make_unique<inspect::SniffingDissector>(
-            recording.dissector_for(scheme), *this, alpn);
+        dissector_ = std::make_unique<inspect::SniffingDissector>(recording.dissector_for(scheme),
+                                                                  *this, alpn);
     }
     if (recording.pcap != nullptr) {
         auto client = endpoint_of(connection.client, true);

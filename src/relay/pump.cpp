@@ -127,14 +127,14 @@ void start_relay(Connection& connection, ByteStream& client_side, ByteStream& up
                  std::shared_ptr<void> owner, std::function<void()> ended) {
     auto& record = connection.record;
     connection.arm_timeout(connection.worker.timeouts.idle, "idle");
-    auto relay = std::make_shared<DetachedRelay>(DetachedRelay{
-        connection,
-        {"client->upstream", inspect::Side::client, client_side, upstream_side,
-         record.bytes_client_to_server},
-        {"upstream->client", inspect::Side::server, upstream_side, client_side,
-         record.bytes_server_to_client},
-        std::move(owner),
-        std::move(ended)});
+    auto relay = std::make_shared<DetachedRelay>(
+        DetachedRelay{connection,
+                      {"client->upstream", inspect::Side::client, client_side, upstream_side,
+                       record.bytes_client_to_server},
+                      {"upstream->client", inspect::Side::server, upstream_side, client_side,
+                       record.bytes_server_to_client},
+                      std::move(owner),
+                      std::move(ended)});
     const auto executor = connection.client.get_executor();
     asio::co_spawn(executor, pump(connection, relay->up), [relay](std::exception_ptr thrown) {
         direction_ended(*relay, relay->up, thrown);
@@ -146,7 +146,7 @@ void start_relay(Connection& connection, ByteStream& client_side, ByteStream& up
 
 // Two coroutines, one per direction, joined by a timer, rather than asio's `a && b`: its
 // parallel group keeps about 2 KiB of frames and cancellation state per connection for as long
-// as the connection lives, which is most of what an idle connection costs beyond OpenSSL.
+// as the connection lives.
 asio::awaitable<void> relay_both_ways(Connection& connection, ByteStream& client_side,
                                       ByteStream& upstream_side) {
     auto& record = connection.record;

@@ -49,9 +49,9 @@ struct Timeouts {
 
 // What is recorded beyond the connection log; each writer is null when off.
 struct Recording {
-    record::FlowWriter* flows = nullptr;  // HTTP flow records (SQLite, JSON lines)
-    record::ChunkWriter* pcap = nullptr;  // synthesized plaintext packets
-    inspect::DissectorOptions dissector;  // scheme "https"
+    record::FlowWriter* flows = nullptr;        // HTTP flow records (SQLite, JSON lines)
+    record::ChunkWriter* pcap = nullptr;        // synthesized plaintext packets
+    inspect::DissectorOptions dissector;        // scheme "https"
     inspect::DissectorOptions plain_dissector;  // the same for plain HTTP: scheme "http"
     bool inspects() const { return flows != nullptr || pcap != nullptr; }
     // Shared by every connection's dissectors, which keep a reference, not a copy.
