@@ -310,8 +310,8 @@ asio::awaitable<void> refuse_upstream(Connection& connection,
 }
 
 // What an intercepted connection relays with, on the heap: the relay outlives the coroutines
-// that set the connection up (see intercept). Members go in reverse order, the connection whose
-// sockets the streams use last.
+// that set the connection up (see intercept). Members are destroyed bottom up: the streams
+// first, the connection whose sockets they use last.
 struct InterceptedLegs {
     std::shared_ptr<Connection> connection;
     std::string session_key;  // the upstream SSL's new-session callback points at it
