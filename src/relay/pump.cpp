@@ -2,7 +2,6 @@
 
 #include <array>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -75,19 +74,6 @@ asio::awaitable<void> pump(Connection& connection, Direction& direction) {
     }
 }
 
-// The upstream->client direction, in a coroutine of its own; `finished` wakes the relay that
-// waits for it. A throw (out of memory) ends the connection rather than leaving it half relayed.
-asio::awaitable<void> pump_and_signal(Connection& connection, Direction& direction, bool& done,
-                                      asio::steady_timer& finished) {
-    try {
-        co_await pump(connection, direction);
-    } catch (const std::exception& error) {
-        fail(connection, direction, error.what());
-    }
-    done = true;
-    finished.cancel();
-}
-
 // A relay nobody waits for; shared by the coroutines of its two directions.
 struct DetachedRelay {
     Connection& connection;
@@ -144,34 +130,19 @@ void start_relay(Connection& connection, ByteStream& client_side, ByteStream& up
     });
 }
 
-// Two coroutines, one per direction, joined by a timer, rather than asio's `a && b`: its
-// parallel group keeps about 2 KiB of frames and cancellation state per connection for as long
-// as the connection lives.
+// The detached relay, waited for: `ended` wakes this coroutine.
 asio::awaitable<void> relay_both_ways(Connection& connection, ByteStream& client_side,
                                       ByteStream& upstream_side) {
-    auto& record = connection.record;
-    connection.arm_timeout(connection.worker.timeouts.idle, "idle");
-    Direction up{"client->upstream", inspect::Side::client, client_side, upstream_side,
-                 record.bytes_client_to_server};
-    Direction down{"upstream->client", inspect::Side::server, upstream_side, client_side,
-                   record.bytes_server_to_client};
     auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer down_finished(executor, asio::steady_timer::time_point::max());
-    bool down_done = false;
-    asio::co_spawn(executor, pump_and_signal(connection, down, down_done, down_finished),
-                   asio::detached);
-    try {
-        co_await pump(connection, up);
-    } catch (const std::exception& error) {
-        fail(connection, up, error.what());
-    }
-    while (!down_done) {
-        std::error_code ignored;  // cancelled when the other direction ends
-        co_await down_finished.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
-    connection.disarm();
-    if (connection.inspector) {
-        connection.inspector->finish();
+    asio::steady_timer relay_ended(executor, asio::steady_timer::time_point::max());
+    bool ended = false;
+    start_relay(connection, client_side, upstream_side, nullptr, [&ended, &relay_ended] {
+        ended = true;
+        relay_ended.cancel();
+    });
+    while (!ended) {
+        std::error_code ignored;  // the cancel that says the relay ended
+        co_await relay_ended.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     }
 }
 

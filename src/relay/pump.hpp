@@ -26,8 +26,9 @@ asio::awaitable<void> relay_both_ways(Connection& connection, ByteStream& client
                                       ByteStream& upstream_side);
 
 // The same relay, on its own: each direction runs as a coroutine of its own and nothing waits
-// for them, so no frame of the caller stays suspended while the connection lives. `owner` keeps
-// the connection and both streams alive until both directions have ended; `ended` runs then.
+// for them, so no frame of the caller stays suspended while the connection lives (an idle
+// connection's memory). `owner` keeps the connection and both streams alive until both
+// directions have ended; `ended` runs then.
 void start_relay(Connection& connection, ByteStream& client_side, ByteStream& upstream_side,
                  std::shared_ptr<void> owner, std::function<void()> ended);
 
