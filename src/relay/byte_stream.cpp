@@ -54,6 +54,7 @@ asio::awaitable<ReadResult> TcpStream::read_some(std::span<std::uint8_t> into) {
         error_text_ = error.message();
         co_return ReadResult{0, false, false, error};
     }
+    may_have_more_ = bytes == into.size();
     co_return ReadResult{bytes, false, false, {}};
 }
 
@@ -83,6 +84,8 @@ struct TlsStream::SocketBio {
     // (an unexpected EOF) from a real error, and errno is long gone by the time we report.
     bool end_of_file = false;
     int error_number = 0;
+    // The last read got less than it asked for: the socket had nothing more at that moment.
+    bool drained = false;
 
     static BIO_METHOD* method() {
         static BIO_METHOD* const instance = [] {
@@ -116,6 +119,7 @@ struct TlsStream::SocketBio {
                 self->replayed = 0;
             }
             *read_bytes = n;
+            self->drained = false;
             return 1;
         }
         if (!self->socket->is_open()) {
@@ -124,8 +128,10 @@ struct TlsStream::SocketBio {
         const ssize_t n = ::recv(self->socket->native_handle(), out, length, 0);
         if (n > 0) {
             *read_bytes = static_cast<std::size_t>(n);
+            self->drained = static_cast<std::size_t>(n) < length;
             return 1;
         }
+        self->drained = true;
         if (n == 0) {
             self->end_of_file = true;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -176,6 +182,10 @@ TlsStream::TlsStream(tcp::socket& socket, pki::SslPtr ssl, Role role,
     auto* state = new SocketBio{&socket, std::move(already_received), 0};
     BIO_set_data(bio, state);
     SSL_set_bio(ssl_.get(), bio, bio);
+    // OpenSSL then asks the socket for as much as its buffer holds instead of a record header
+    // and then its body: one recv per record or fewer, and a short recv tells that the socket
+    // is drained (see may_have_more).
+    SSL_set_read_ahead(ssl_.get(), 1);
     if (role == Role::client) {
         SSL_set_connect_state(ssl_.get());
     } else {
@@ -256,8 +266,11 @@ asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
         std::size_t bytes = 0;
         const int rc = SSL_read_ex(ssl_.get(), into.data(), into.size(), &bytes);
         if (rc == 1) {
+            const auto* bio = static_cast<SocketBio*>(BIO_get_data(SSL_get_rbio(ssl_.get())));
+            may_have_more_ = SSL_has_pending(ssl_.get()) == 1 || bio == nullptr || !bio->drained;
             co_return ReadResult{bytes, false, false, {}};
         }
+        may_have_more_ = false;
         const int ssl_error = SSL_get_error(ssl_.get(), rc);
         if (ssl_error == SSL_ERROR_WANT_READ && SSL_has_pending(ssl_.get()) == 0) {
             // What arrived carried no data (a session ticket): the caller waits without our

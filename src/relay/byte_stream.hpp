@@ -33,11 +33,19 @@ public:
     // May complete with no bytes, no end and no error when what arrived carried no data (a TLS
     // session ticket): wait_readable, then read again.
     virtual asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> into) = 0;
+    // After a read that returned bytes: whether the next read may find more without waiting
+    // (the read filled what it asked for, or TLS holds more). A relay then reads again at once
+    // and skips wait_readable, which costs a reactor round trip (epoll_ctl, epoll_wait) per
+    // read even when the bytes are already there: one per TLS record of a bulk transfer.
+    bool may_have_more() const { return may_have_more_; }
     virtual asio::awaitable<std::error_code> write_all(std::span<const std::uint8_t> bytes) = 0;
     // Tells the peer we will send no more: a TLS close_notify when `clean`, then a TCP FIN. An
     // unclean end upstream stays unclean towards the client, so truncation remains visible.
     virtual asio::awaitable<void> shutdown_write(bool clean) = 0;
     virtual std::string error_text() const = 0;
+
+protected:
+    bool may_have_more_ = false;
 };
 
 class TcpStream final : public ByteStream {

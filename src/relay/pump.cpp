@@ -2,6 +2,7 @@
 
 #include <array>
 #include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -30,7 +31,12 @@ void fail(Connection& connection, const Direction& direction, const std::string&
 asio::awaitable<void> pump(Connection& connection, Direction& direction) {
     for (;;) {
         // A failed wait (an abort, a socket error) is reported by the read that follows.
-        co_await direction.from.wait_readable();
+        if (direction.from.may_have_more()) {
+            // Reads that need no wait never suspend: let the worker's other connections run.
+            co_await asio::post(connection.client.get_executor(), asio::use_awaitable);
+        } else {
+            co_await direction.from.wait_readable();
+        }
         auto buffer = connection.worker.buffers.borrow();
         const ReadResult read = co_await direction.from.read_some(*buffer);
         if (read.error) {
