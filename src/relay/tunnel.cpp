@@ -73,11 +73,17 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
             co_return classify::HelloStatus::not_tls;
         }
     }
-    std::array<std::uint8_t, 16 * 1024> chunk;
+    // Straight into the replay buffer, a few KiB at a time: most ClientHellos fit the first
+    // read, and a client that trickles its hello holds no more than that while it waits.
+    constexpr std::size_t kReadStep = 4096;
     while (parser.status() == classify::HelloStatus::need_more) {
+        const std::size_t before = buffer.size();
+        buffer.resize(before + kReadStep);
         std::error_code error;
         const std::size_t n = co_await connection.client.async_read_some(
-            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+            asio::buffer(buffer.data() + before, kReadStep),
+            asio::redirect_error(asio::use_awaitable, error));
+        buffer.resize(before + n);
         if (error) {
             if (connection.timed_out_phase() == nullptr) {
                 connection.record.error = buffer.empty()
@@ -87,8 +93,7 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
             }
             co_return classify::HelloStatus::need_more;
         }
-        buffer.insert(buffer.end(), chunk.begin(), chunk.begin() + static_cast<long>(n));
-        parser.feed({chunk.data(), n});
+        parser.feed({buffer.data() + before, n});
     }
     co_return parser.status();
 }
