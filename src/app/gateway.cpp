@@ -269,6 +269,17 @@ Result<std::string> check_options(RunOptions options) {
 }
 
 int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_options) {
+    // Signals are taken by sigwait on this thread only. Blocked before any thread starts (the
+    // log and flow writers start below), so that every thread inherits the mask: a thread that
+    // did not block them would take a signal sent while this one is not waiting, with the
+    // default action, and end the process without its graceful shutdown.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
     apply_defaults(options);
     // Standard output carries the banner only; operational messages go to standard error.
     spdlog::set_default_logger(spdlog::stderr_color_mt("tlsgate"));
@@ -340,15 +351,6 @@ int run_gateway(RunOptions options, std::function<Result<RunOptions>()> read_opt
     shared.portal = portal_assets->get();
     std::atomic<std::uint64_t> reloads_ok{0};
     std::atomic<std::uint64_t> reloads_failed{0};
-
-    // Signals are taken by sigwait on this thread only; workers never see them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    signal(SIGPIPE, SIG_IGN);
 
     const int worker_count =
         options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());

@@ -476,6 +476,25 @@ class ShutdownTest(unittest.TestCase):
                             for l in lines),
                         f"the cut connection is logged at exit\n{self.gw.diagnostics()}")
 
+    def test_a_second_signal_during_the_grace_period_stops_at_once_and_cleanly(self):
+        # The main thread is not waiting for signals during the grace period: every other
+        # thread (workers, log and flow writers) must block them too, or the second signal
+        # takes its default action there and kills the process without flushing its records.
+        proc, _ = self.start_slow_download("5m.bin")
+        self.gw.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # into the grace period: the listener is closed, the download goes on
+        self.assertFalse(self.new_connection_is_served(), "still serving new connections")
+        start = time.monotonic()
+        self.gw.proc.send_signal(signal.SIGINT)
+        rc = self.gw.proc.wait(timeout=t(15))
+        self.assertEqual(rc, 0, self.gw.diagnostics())
+        self.assertLess(time.monotonic() - start, 2 * harness.SCALE, "stopped without the grace")
+        self.assertNotEqual(proc.wait(timeout=t(30)), 0, "the download was cut")
+        lines = self.gw.log_lines()
+        self.assertTrue(any(l.get("destination") == f"origin.test:{self.w.port('valid')}"
+                            for l in lines),
+                        f"the cut connection is logged at exit\n{self.gw.diagnostics()}")
+
     def test_sigint_when_idle_exits_0_quickly(self):
         start = time.monotonic()
         self.gw.proc.send_signal(signal.SIGINT)
