@@ -43,12 +43,20 @@ bool AppendFile::write_all(std::string_view bytes, const Reporter& report) {
         if (n < 0 && errno == EINTR) {
             continue;
         }
+        const int write_error = errno;
+        // A disk that filled up mid-write keeps a piece of a line (or of a pcap record); the
+        // next write would continue it with another record and leave neither readable.
+        struct stat status {};
+        if (offset > 0 && ::fstat(fd_, &status) == 0 &&
+            status.st_size >= static_cast<off_t>(offset)) {
+            static_cast<void>(::ftruncate(fd_, status.st_size - static_cast<off_t>(offset)));
+        }
         write_errors_.fetch_add(1, std::memory_order_relaxed);
         const auto now = std::chrono::steady_clock::now();
         // A full disk fails every write: say so at most every 10 s.
         if (report && now - last_error_report_ > std::chrono::seconds(10)) {
             last_error_report_ = now;
-            report(what_ + " " + path_.string() + ": write failed (" + std::strerror(errno) +
+            report(what_ + " " + path_.string() + ": write failed (" + std::strerror(write_error) +
                    "); records are being lost, traffic is not");
         }
         return false;

@@ -26,7 +26,8 @@ public:
     AppendFile& operator=(const AppendFile&) = delete;
 
     bool empty() const;  // nothing written yet (a new file needs its header)
-    // Writes all of `bytes` or reports why not; true on success.
+    // Writes all of `bytes` or none of them (what a failed write left of them is cut off
+    // again, so a record never runs into the next one), and reports why not; true on success.
     bool write_all(std::string_view bytes, const Reporter& report);
     std::uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
     const std::filesystem::path& path() const { return path_; }

@@ -444,5 +444,73 @@ class RecordingUnderPressureTest(unittest.TestCase):
         self.assertGreater(dropped, 0, summary[-1])
 
 
+class FullDiskTest(unittest.TestCase):
+    """The data dir on a small tmpfs that fills up: requests keep working, the gateway says
+    why records are lost, and recording resumes once there is room again."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.mount = harness.tempfile.mkdtemp(prefix="tlsgate-fulldisk-")
+        r = harness.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", self.mount])
+        if r.returncode != 0:
+            self.skipTest(f"cannot mount a tmpfs: {r.stderr!r}")
+        self.addCleanup(shutil.rmtree, self.mount, True)
+        self.addCleanup(harness.run, ["umount", "-l", self.mount])
+
+    def fill(self):
+        """Writes a file until the tmpfs is full; returns its path."""
+        path = os.path.join(self.mount, "filler")
+        with open(path, "wb", buffering=0) as f:
+            chunk = b"\0" * 4096
+            try:
+                while True:
+                    f.write(chunk)
+            except OSError:
+                pass
+        return path
+
+    def test_a_full_disk_loses_records_not_traffic_and_recording_resumes(self):
+        w = harness.world()
+        gw = harness.Gateway(w, data_dir=os.path.join(self.mount, "data")).start()
+        self.addCleanup(gw.cleanup)
+        url = f"https://origin.test:{w.port('valid')}/1k.bin"
+
+        def fetch(tag, count):
+            args = ["--http1.1"]
+            for i in range(count):
+                args += [f"{url}?{tag}={i}", "-o", "/dev/null"]
+            r = curl(gw, *args, "-w", "%{http_code}\n")
+            self.assertEqual(r.returncode, 0, f"{r.stderr!r}\n{gw.diagnostics()}")
+            self.assertEqual(r.stdout.decode().split(), ["200"] * count)
+
+        fetch("before", 3)
+        self.assertEqual(len(wait_flows(gw, lambda f: "before=" in f["uri"], 3)), 3)
+
+        filler = self.fill()
+        for round_ in range(10):  # connections and exchanges while nothing can be written
+            fetch(f"full{round_}", 20)
+        self.assertTrue(gw.alive(), gw.diagnostics())
+        deadline = time.monotonic() + harness.t(20)
+        while True:
+            with open(gw.stderr_path, "rb") as f:
+                stderr = f.read().decode("utf-8", "replace")
+            if "No space left" in stderr or "disk is full" in stderr:
+                break
+            self.assertLess(time.monotonic(), deadline, f"nothing said about the full disk:\n"
+                                                        f"{stderr[-3000:]}")
+            time.sleep(0.2)
+
+        os.remove(filler)
+        fetch("after", 5)
+        self.assertEqual(len(wait_flows(gw, lambda f: "after=" in f["uri"], 5)), 5,
+                         gw.diagnostics())
+        gw.wait_log(lambda l: l.get("bytes_down", 0) > 0, count=1)
+        # Lines cut short by the full disk must not run into the ones written after it.
+        for line in gw.log_lines():
+            self.assertNotIn("_unparsable", line, line)
+        self.assertTrue(gw.alive(), gw.diagnostics())
+
+
 if __name__ == "__main__":
     unittest.main()
