@@ -73,8 +73,8 @@ asio::awaitable<classify::HelloStatus> read_client_hello(Connection& connection,
             co_return classify::HelloStatus::not_tls;
         }
     }
-    // Straight into the replay buffer, a few KiB at a time: most ClientHellos fit the first
-    // read, and a client that trickles its hello holds no more than that while it waits.
+    // Straight into the replay buffer, 4 KiB at a time: most ClientHellos fit the first read,
+    // and a client that trickles its hello holds a few KiB (the vector's growth), not 16.
     constexpr std::size_t kReadStep = 4096;
     while (parser.status() == classify::HelloStatus::need_more) {
         const std::size_t before = buffer.size();
