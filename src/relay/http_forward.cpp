@@ -16,23 +16,39 @@ namespace {
 
 using asio::ip::tcp;
 
-// Appends what the socket has (up to 16 KiB) to `buffer`; false at end of stream or on error.
-// `reset` (when given) says whether the peer aborted rather than ended.
+// Waits until the socket has something, then appends what it has (up to 16 KiB) to `buffer`;
+// false at end of stream or on error. `reset` (when given) says whether the peer aborted rather
+// than ended. An idle keep-alive connection waits here, so the wait holds no read buffer: the
+// bytes are read synchronously into the thread's buffer, which nothing else can use before they
+// are appended.
 asio::awaitable<bool> read_more(Connection& connection, tcp::socket& socket, std::string& buffer,
                                 bool* reset = nullptr) {
-    std::array<char, 16 * 1024> chunk;
-    std::error_code error;
-    const std::size_t n = co_await socket.async_read_some(
-        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
-    if (error) {
-        if (reset != nullptr) {
-            *reset = error != asio::error::eof;
+    constexpr std::size_t kReadStep = 16 * 1024;
+    thread_local std::array<char, kReadStep> scratch;
+    for (;;) {
+        std::error_code error;
+        co_await socket.async_wait(tcp::socket::wait_read,
+                                   asio::redirect_error(asio::use_awaitable, error));
+        std::size_t n = 0;
+        if (!error) {
+            socket.non_blocking(true, error);
         }
-        co_return false;
+        if (!error) {
+            n = socket.read_some(asio::buffer(scratch), error);
+        }
+        if (error == asio::error::would_block || error == asio::error::try_again) {
+            continue;  // readiness without bytes (spurious): wait again
+        }
+        if (error) {
+            if (reset != nullptr) {
+                *reset = error != asio::error::eof;
+            }
+            co_return false;
+        }
+        connection.touch();
+        buffer.append(scratch.data(), n);
+        co_return true;
     }
-    connection.touch();
-    buffer.append(chunk.data(), n);
-    co_return true;
 }
 
 asio::awaitable<bool> write_text(tcp::socket& socket, std::string_view text) {
@@ -182,6 +198,13 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
     connection->arm_timeout(worker.timeouts.idle, "idle");
 
     for (;;) {
+        // Between requests, what the last body grew the buffers to is not held while idle.
+        if (buffer.empty()) {
+            std::string().swap(buffer);
+        }
+        if (upstream_buffer.empty()) {
+            std::string().swap(upstream_buffer);
+        }
         auto request = co_await read_head(
             *connection, connection->client, buffer,
             [](std::string_view text) { return http1::parse_request_head(text); });

@@ -649,6 +649,32 @@ def curl(gw, *args, timeout=60, cacert=None):
     return run(argv, timeout=timeout + 15)
 
 
+def rss_kib(pid):
+    """Resident set size of a process, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def is_sanitizer_build():
+    """Whether BIN is an AddressSanitizer build (TLSGATE_SANITIZER=1 says so explicitly)."""
+    if os.environ.get("TLSGATE_SANITIZER") == "1":
+        return True
+    try:
+        out = subprocess.run(["nm", "-D", BIN], capture_output=True, timeout=30).stdout
+        if b"__asan_init" in out:
+            return True
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open(BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def read_http_head(sock, timeout=20):
     """Reads an HTTP response head; returns (status:int|None, head:str, rest:bytes)."""
     sock.settimeout(t(timeout))

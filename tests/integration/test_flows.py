@@ -51,12 +51,7 @@ def wait_flows(gw, predicate, count, timeout=20, args=()):
         time.sleep(0.2)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+rss_kib = harness.rss_kib
 
 
 class WebSocketEcho:

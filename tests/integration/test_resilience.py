@@ -42,23 +42,7 @@ from harness import LOOPBACK, t  # noqa: E402
 # environment
 
 
-def _is_sanitizer_build():
-    if os.environ.get("TLSGATE_SANITIZER") == "1":
-        return True
-    try:
-        out = subprocess.run(["nm", "-D", harness.BIN], capture_output=True, timeout=30).stdout
-        if b"__asan_init" in out:
-            return True
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        with open(harness.BIN, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-ASAN = _is_sanitizer_build()
+ASAN = harness.is_sanitizer_build()
 SOAK_SECONDS = int(os.environ.get("TLSGATE_SOAK_SECONDS", "60"))
 # Set when this file runs itself inside a private network namespace (the restart test).
 IN_PRIVATE_NETNS = os.environ.get("TLSGATE_RESILIENCE_NETNS") == "1"
@@ -83,12 +67,7 @@ def note(text):
     print(f"[resilience] {text}", file=sys.stderr, flush=True)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+rss_kib = harness.rss_kib
 
 
 def fd_count(pid):
