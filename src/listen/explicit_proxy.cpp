@@ -1,6 +1,5 @@
 #include "listen/explicit_proxy.hpp"
 
-#include <array>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -9,6 +8,7 @@
 #include "inspect/http1.hpp"
 #include "relay/dialogue_tunnel.hpp"
 #include "relay/http_forward.hpp"
+#include "relay/socket_read.hpp"
 
 namespace tlsgate::listen {
 
@@ -17,26 +17,21 @@ using asio::ip::tcp;
 namespace {
 
 // Reads until the request head has a verdict; need_more means the client went away (or timed
-// out). Its own coroutine, so the read buffer is gone once the head is in: a tunnel that then
-// lives for hours does not carry it.
+// out). A client slow to send its head holds no read buffer meanwhile (see append_available).
 asio::awaitable<http1::HeadResult<http1::RequestHead>> read_request_head(
     relay::Connection& connection, std::string& buffer) {
-    std::array<char, 8 * 1024> chunk;
     for (;;) {
         auto request = http1::parse_request_head(buffer);
         if (request.status != http1::ParseStatus::need_more) {
             co_return request;
         }
-        std::error_code error;
-        const std::size_t n = co_await connection.client.async_read_some(
-            asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, error));
+        const std::error_code error = co_await relay::append_available(connection.client, buffer);
         if (error) {
             if (!buffer.empty() && connection.timed_out_phase() == nullptr) {
                 connection.record.error = "client closed inside the request head";
             }
             co_return request;
         }
-        buffer.append(chunk.data(), n);
     }
 }
 

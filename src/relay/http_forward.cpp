@@ -1,6 +1,5 @@
 #include "relay/http_forward.hpp"
 
-#include <array>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -10,45 +9,27 @@
 #include "relay/byte_stream.hpp"
 #include "relay/portal_answer.hpp"
 #include "relay/pump.hpp"
+#include "relay/socket_read.hpp"
 
 namespace tlsgate::relay {
 namespace {
 
 using asio::ip::tcp;
 
-// Waits until the socket has something, then appends what it has (up to 16 KiB) to `buffer`;
-// false at end of stream or on error. `reset` (when given) says whether the peer aborted rather
-// than ended. An idle keep-alive connection waits here, so the wait holds no read buffer: the
-// bytes are read synchronously into the thread's buffer, which nothing else can use before they
-// are appended.
+// Appends what the socket has to `buffer` (holding no buffer while waiting: an idle keep-alive
+// client waits here); false at end of stream or on error. `reset` (when given) says whether the
+// peer aborted rather than ended.
 asio::awaitable<bool> read_more(Connection& connection, tcp::socket& socket, std::string& buffer,
                                 bool* reset = nullptr) {
-    constexpr std::size_t kReadStep = 16 * 1024;
-    thread_local std::array<char, kReadStep> scratch;
-    for (;;) {
-        std::error_code error;
-        co_await socket.async_wait(tcp::socket::wait_read,
-                                   asio::redirect_error(asio::use_awaitable, error));
-        std::size_t n = 0;
-        if (!error) {
-            socket.non_blocking(true, error);
+    const std::error_code error = co_await append_available(socket, buffer);
+    if (error) {
+        if (reset != nullptr) {
+            *reset = error != asio::error::eof;
         }
-        if (!error) {
-            n = socket.read_some(asio::buffer(scratch), error);
-        }
-        if (error == asio::error::would_block || error == asio::error::try_again) {
-            continue;  // readiness without bytes (spurious): wait again
-        }
-        if (error) {
-            if (reset != nullptr) {
-                *reset = error != asio::error::eof;
-            }
-            co_return false;
-        }
-        connection.touch();
-        buffer.append(scratch.data(), n);
-        co_return true;
+        co_return false;
     }
+    connection.touch();
+    co_return true;
 }
 
 asio::awaitable<bool> write_text(tcp::socket& socket, std::string_view text) {
