@@ -15,6 +15,15 @@ namespace tlsgate::relay {
 
 using asio::ip::tcp;
 
+namespace {
+
+// OpenSSL has finished every record it read and waits for the next one's header.
+bool waiting_for_record_header(const SSL* ssl) {
+    return std::strcmp(SSL_rstate_string(ssl), "RH") == 0;
+}
+
+}  // namespace
+
 void abort_socket(tcp::socket& socket) {
     if (!socket.is_open()) {
         return;
@@ -250,8 +259,9 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
 }
 
 asio::awaitable<std::error_code> TlsStream::wait_readable() {
-    // OpenSSL may already hold a whole record (or the rest of one) that the socket no longer has.
-    if (SSL_has_pending(ssl_.get()) == 1) {
+    // OpenSSL may already hold a whole record that the socket no longer has; unless the last read
+    // found it holds only part of one, which only the socket can complete.
+    if (!needs_socket_ && SSL_has_pending(ssl_.get()) == 1) {
         co_return std::error_code{};
     }
     std::error_code error;
@@ -261,6 +271,7 @@ asio::awaitable<std::error_code> TlsStream::wait_readable() {
 }
 
 asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
+    needs_socket_ = false;
     for (;;) {
         ERR_clear_error();
         std::size_t bytes = 0;
@@ -272,14 +283,21 @@ asio::awaitable<ReadResult> TlsStream::read_some(std::span<std::uint8_t> into) {
         }
         may_have_more_ = false;
         const int ssl_error = SSL_get_error(ssl_.get(), rc);
-        if (ssl_error == SSL_ERROR_WANT_READ && SSL_has_pending(ssl_.get()) == 0) {
-            // What arrived carried no data (a session ticket): the caller waits without our
-            // buffer and OpenSSL's. RELEASE_BUFFERS frees OpenSSL's only after data.
-            SSL_free_buffers(ssl_.get());
+        if (ssl_error == SSL_ERROR_WANT_READ) {
+            // What arrived carried no data (a session ticket), or only part of a record (the
+            // rest is on its way, or a slow peer is trickling it): the caller waits for the
+            // socket without our buffer, and wait_readable knows OpenSSL's bytes are not enough.
+            needs_socket_ = true;
+            if (SSL_has_pending(ssl_.get()) == 0 && waiting_for_record_header(ssl_.get())) {
+                // Between records, OpenSSL's buffer holds nothing: give it back while idle
+                // (RELEASE_BUFFERS frees it only after data). Never inside a record: OpenSSL
+                // before 3.0.14 would free a buffer it still uses (CVE-2024-4741).
+                SSL_free_buffers(ssl_.get());
+            }
             co_return ReadResult{};
         }
-        if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
-            if (!co_await wait_for(ssl_error)) {  // the rest of a record is on its way
+        if (ssl_error == SSL_ERROR_WANT_WRITE) {
+            if (!co_await wait_for(ssl_error)) {
                 co_return ReadResult{0, false, false,
                                      std::make_error_code(std::errc::operation_canceled)};
             }

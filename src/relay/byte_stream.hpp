@@ -95,6 +95,9 @@ private:
     std::string error_text_;
     int failure_reason_ = 0;
     bool closed_by_peer_ = false;
+    // The last read ended because OpenSSL needs bytes from the socket: what it holds (part of a
+    // record) cannot make the next read succeed, so wait_readable must wait for the socket.
+    bool needs_socket_ = false;
 };
 
 // Stop a connection from anywhere (a timeout, the other direction's error): pending operations

@@ -66,6 +66,9 @@ class ConnectionLimits(unittest.TestCase):
             f.write(config)
         self.gw = harness.Gateway(self.w, workers=2, extra_args=["--config", path])
         self.gw.start()
+        # The readiness probe's connection counts until the gateway has seen it close; the
+        # connections the test holds must not race it for the last slot.
+        self.gw.wait_log(lambda line: True)
 
     def tearDown(self):
         self.gw.cleanup()
