@@ -691,7 +691,8 @@ FramingResult response_body_framing(const ResponseHead& head, std::string_view r
     }
 }
 
-BodyReader::BodyReader(BodyFraming framing) : framing_(framing) {
+BodyReader::BodyReader(BodyFraming framing, LineEnds line_ends)
+    : framing_(framing), line_ends_(line_ends) {
     switch (framing_.kind) {
         case BodyFraming::Kind::none:
             done_ = true;
@@ -790,6 +791,9 @@ BodyReader::Step BodyReader::feed_chunked(std::string_view input, BodySink* sink
                 } else if (c == '\r') {
                     chunk_state_ = ChunkState::size_lf;
                 } else if (c == '\n') {
+                    if (line_ends_ == LineEnds::crlf_only) {
+                        return fail(i, "bare LF after chunk size");
+                    }
                     end_of_size_line();
                 } else {
                     return fail(i, "invalid byte after chunk size");
@@ -814,6 +818,9 @@ BodyReader::Step BodyReader::feed_chunked(std::string_view input, BodySink* sink
                 if (c == '\r') {
                     chunk_state_ = ChunkState::size_lf;
                 } else if (c == '\n') {
+                    if (line_ends_ == LineEnds::crlf_only) {
+                        return fail(i, "bare LF after chunk extension");
+                    }
                     end_of_size_line();
                 } else if (!is_field_value_byte(static_cast<unsigned char>(c))) {
                     return fail(i, "control byte in chunk extension");
@@ -844,7 +851,8 @@ BodyReader::Step BodyReader::feed_chunked(std::string_view input, BodySink* sink
             case ChunkState::data_lf:
                 if (c == '\r' && chunk_state_ == ChunkState::data_cr) {
                     chunk_state_ = ChunkState::data_lf;
-                } else if (c == '\n') {
+                } else if (c == '\n' && (chunk_state_ == ChunkState::data_lf ||
+                                         line_ends_ == LineEnds::lenient)) {
                     chunk_state_ = ChunkState::size;
                     size_digits_ = 0;
                     size_line_bytes_ = 0;
@@ -860,6 +868,9 @@ BodyReader::Step BodyReader::feed_chunked(std::string_view input, BodySink* sink
                                        ? ChunkState::final_lf
                                        : ChunkState::trailer_lf;
                 } else if (c == '\n') {
+                    if (line_ends_ == LineEnds::crlf_only) {
+                        return fail(i, "bare LF in trailer");
+                    }
                     if (chunk_state_ == ChunkState::trailer_line_start) {
                         done_ = true;
                     } else {

@@ -100,7 +100,11 @@ public:
 // sizes, extensions and trailers) and when it has ended. Never copies the body.
 class BodyReader {
 public:
-    explicit BodyReader(BodyFraming framing);
+    // RFC 9112 section 7.1 ends chunk lines with CRLF; recipients may accept a bare LF. The
+    // dissector does (it only watches); a forwarder must not: it passes the body on unchanged,
+    // and a peer that reads a bare LF differently would see other chunk boundaries than ours.
+    enum class LineEnds { lenient, crlf_only };
+    explicit BodyReader(BodyFraming framing, LineEnds line_ends = LineEnds::lenient);
 
     struct Step {
         std::size_t consumed = 0;     // bytes of `input` that belong to this body
@@ -123,6 +127,7 @@ private:
     void end_of_size_line();
 
     BodyFraming framing_;
+    LineEnds line_ends_;
     bool done_ = false;
     std::uint64_t payload_bytes_ = 0;
     // Bytes left in the current chunk, or in the whole body for content_length.

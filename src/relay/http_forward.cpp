@@ -5,6 +5,7 @@
 #include <asio/write.hpp>
 
 #include "common/hostname.hpp"
+#include "common/text.hpp"
 #include "inspect/http1.hpp"
 #include "relay/byte_stream.hpp"
 #include "relay/portal_answer.hpp"
@@ -74,7 +75,7 @@ asio::awaitable<bool> forward_body(Connection& connection, inspect::Side sender,
                                    std::string& buffer, const http1::BodyFraming& framing,
                                    std::uint64_t& counter) {
     auto& from = sender == inspect::Side::client ? connection.client : connection.upstream;
-    http1::BodyReader reader(framing);
+    http1::BodyReader reader(framing, http1::BodyReader::LineEnds::crlf_only);
     if (reader.done()) {
         co_return true;
     }
@@ -116,31 +117,37 @@ asio::awaitable<bool> forward_body(Connection& connection, inspect::Side sender,
     }
 }
 
-bool is_hop_by_hop_for_proxy(std::string_view name) {
-    auto equals = [&](std::string_view other) {
-        if (name.size() != other.size()) {
-            return false;
-        }
-        for (std::size_t i = 0; i < name.size(); ++i) {
-            if (std::tolower(static_cast<unsigned char>(name[i])) != other[i]) {
-                return false;
-            }
-        }
-        return true;
-    };
-    return equals("proxy-connection") || equals("proxy-authorization");
+// Fields the origin must not see from us: what was meant for the proxy, the client's Host (the
+// URL's authority replaces it, RFC 9112 section 3.2.2, so the origin serves the host the policy
+// decided on), and Expect (the gateway answers 100-continue itself).
+bool dropped_when_forwarding(std::string_view name) {
+    return equals_ignoring_case(name, "proxy-connection") ||
+           equals_ignoring_case(name, "proxy-authorization") ||
+           equals_ignoring_case(name, "host") || equals_ignoring_case(name, "expect");
 }
 
-std::string origin_form_head(const http1::RequestHead& head, const std::string& origin_form) {
+std::string origin_form_head(const http1::RequestHead& head, const std::string& origin_form,
+                             std::string_view host_field) {
     std::string text =
         head.method + " " + origin_form + " HTTP/1." + std::to_string(head.version_minor) + "\r\n";
+    text += "Host: ";
+    text += host_field;
+    text += "\r\n";
     for (const auto& header : head.headers) {
-        if (!is_hop_by_hop_for_proxy(header.name)) {
+        if (!dropped_when_forwarding(header.name)) {
             text += header.name + ": " + header.value + "\r\n";
         }
     }
     text += "\r\n";
     return text;
+}
+
+// Whether the client asked to switch protocols ("Connection: upgrade" with an Upgrade field): a
+// 101 that answers anything else would turn the connection into a tunnel nobody asked for.
+bool requests_upgrade(const http1::RequestHead& head) {
+    return head.version_minor >= 1 &&
+           http1::header_has_token(head.headers, "connection", "upgrade") &&
+           http1::find_header(head.headers, "upgrade").has_value();
 }
 
 }  // namespace
@@ -206,6 +213,14 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                                       "CONNECT for https)");
             co_return;
         }
+        if (head.method == "CONNECT") {
+            // A tunnel names its target in authority form ("CONNECT host:port"); sent on as an
+            // ordinary request, a 2xx would leave both sides disagreeing on what follows.
+            ++worker.counters.bad_request;
+            co_await send_proxy_error(*connection, 400, "Bad Request",
+                                      "CONNECT needs a host:port target, not a URL");
+            co_return;
+        }
         std::string host = url->authority.host;
         if (!IpAddress::parse(host)) {
             auto normalized = normalize_hostname(host);
@@ -240,7 +255,7 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         const std::string authority = host + ":" + std::to_string(port);
         record.destination = authority;
         const auto decision =
-            worker.policy->decide({host, std::nullopt, port, connection->client_ip});
+            worker.policy->decide({host, IpAddress::parse(host), port, connection->client_ip});
         record.rule = decision.rule_name;
         record.action = policy::to_string(decision.action);
         if (decision.action == policy::Action::block) {
@@ -270,6 +285,13 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 co_await send_upstream_failure(*connection, connected.error());
                 co_return;
             }
+            // Address rules (CIDRs) can only match once the name is resolved, as for CONNECT.
+            if (blocked_by_policy(*connection, host, *connected, port)) {
+                connection->upstream.close(ignored);
+                const std::string block_reason = "blocked by tlsgate policy (" + record.rule + ")";
+                co_await send_proxy_error(*connection, 403, "Forbidden", block_reason);
+                co_return;
+            }
             connected_authority = authority;
             if (!connection->inspector && worker.shared.recording.inspects()) {
                 connection->inspector =
@@ -281,21 +303,32 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         buffer.erase(0, request.head_size);
         const bool client_keep_alive = http1::wants_keep_alive(head.version_minor, head.headers);
         const std::string method = head.method;
-        const bool expects_continue =
-            http1::header_has_token(head.headers, "expect", "100-continue");
-        const std::string upstream_head = origin_form_head(head, url->origin_form);
+        // The gateway answers "Expect: 100-continue" itself and sends the body along at once:
+        // an origin that never sends 100 (HTTP/1.0 servers, many others) would otherwise wait
+        // for the body while we wait for the 100. HTTP/1.0 clients get no 1xx (RFC 9110 15.2).
+        const bool answer_continue =
+            head.version_minor >= 1 &&
+            http1::header_has_token(head.headers, "expect", "100-continue") &&
+            framing.framing.kind != http1::BodyFraming::Kind::none;
+        const bool upgrade_requested = requests_upgrade(head);
+        std::string host_field = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+        if (port != 80) {
+            host_field += ":" + std::to_string(port);
+        }
+        const std::string upstream_head = origin_form_head(head, url->origin_form, host_field);
         if (!co_await write_observed(*connection, inspect::Side::client, upstream_head)) {
             record.error = "upstream write failed";
             co_return;
         }
-        // With "Expect: 100-continue" the client waits for an interim answer before its body.
-        bool body_sent = false;
-        if (!expects_continue) {
-            if (!co_await forward_body(*connection, inspect::Side::client, buffer, framing.framing,
-                                       record.bytes_client_to_server)) {
+        if (answer_continue) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (!co_await write_text(connection->client, kContinue)) {
                 co_return;
             }
-            body_sent = true;
+        }
+        if (!co_await forward_body(*connection, inspect::Side::client, buffer, framing.framing,
+                                   record.bytes_client_to_server)) {
+            co_return;
         }
 
         for (;;) {
@@ -316,6 +349,29 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
             const auto& response_head = response.head;
             const std::string_view head_bytes =
                 std::string_view(upstream_buffer).substr(0, response.head_size);
+            const bool interim = response_head.status >= 100 && response_head.status < 200;
+            if (response_head.status == 101 && !upgrade_requested) {
+                // A switch nobody asked for would make the rest of the connection a blind
+                // tunnel (pipelined requests included), past policy and records.
+                record.error = "upstream switched protocols without an Upgrade request";
+                co_await send_upstream_failure(*connection, record.error);
+                co_return;
+            }
+            http1::FramingResult response_framing;
+            if (!interim) {
+                // Checked before anything of the response reaches the client: a bad one gets a
+                // 502, not a head followed by a cut.
+                response_framing = http1::response_body_framing(response_head, method);
+                if (!response_framing.ok) {
+                    record.error = "upstream response framing: " + response_framing.error;
+                    co_await send_upstream_failure(*connection, record.error);
+                    co_return;
+                }
+            }
+            if (interim && response_head.status != 101 && head.version_minor == 0) {
+                upstream_buffer.erase(0, response.head_size);  // not for an HTTP/1.0 client
+                continue;
+            }
             if (!co_await write_observed(*connection, inspect::Side::server, head_bytes)) {
                 co_return;
             }
@@ -336,33 +392,28 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 co_await relay_both_ways(*connection, client, upstream);
                 co_return;
             }
-            if (response_head.status >= 100 && response_head.status < 200) {
-                if (response_head.status == 100 && !body_sent) {
-                    if (!co_await forward_body(*connection, inspect::Side::client, buffer,
-                                               framing.framing, record.bytes_client_to_server)) {
-                        co_return;
-                    }
-                    body_sent = true;
-                }
+            if (interim) {
                 continue;
-            }
-            const auto response_framing = http1::response_body_framing(response_head, method);
-            if (!response_framing.ok) {
-                record.error = "upstream response framing: " + response_framing.error;
-                co_return;
             }
             if (!co_await forward_body(*connection, inspect::Side::server, upstream_buffer,
                                        response_framing.framing, record.bytes_server_to_client)) {
                 co_return;
             }
             const bool reusable =
-                client_keep_alive && body_sent &&
+                client_keep_alive &&
                 http1::wants_keep_alive(response_head.version_minor, response_head.headers) &&
                 response_framing.framing.kind != http1::BodyFraming::Kind::until_close;
             if (!reusable) {
                 std::error_code ignored;
                 connection->client.shutdown(tcp::socket::shutdown_send, ignored);
                 co_return;
+            }
+            if (!upstream_buffer.empty()) {
+                // Bytes after the response, before the next request: nothing asked for them, and
+                // read as the next response they would answer a request they were not for.
+                std::error_code ignored;
+                connection->upstream.close(ignored);
+                upstream_buffer.clear();
             }
             break;
         }

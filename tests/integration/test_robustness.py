@@ -349,6 +349,169 @@ class IdlePlainHttpTest(unittest.TestCase):
 
 
 
+class ScriptedOrigin:
+    """A plain-HTTP origin on loopback that answers each request head with `answer(n)`, the bytes
+    for the n-th request (0-based) over all its connections. Reads what a request carries after
+    its head by Content-Length only."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests = []
+        self.listener = socket.create_server((harness.LOOPBACK, 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn):
+        try:
+            self._answer_requests(conn)
+        except OSError:
+            pass  # the gateway closed or reset the connection: nothing left to answer
+
+    def _answer_requests(self, conn):
+        data = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(data) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                body, data = data[:length], data[length:]
+                self.requests.append((head.decode("latin-1"), body))
+                conn.sendall(self.answer(len(self.requests) - 1, body))
+
+    def close(self):
+        self.listener.close()
+
+
+class PlainHttpForwardingTest(unittest.TestCase):
+    """What the gateway does when it forwards plain HTTP itself (absolute-form requests): the same
+    policy as for CONNECT, a Host field that matches where the request goes, no hang on
+    Expect: 100-continue, and no response the origin was not asked for."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = harness.world()
+        policy = f"""
+default = "intercept"
+
+[[rules]]
+name = "no-plain-port"
+action = "block"
+cidrs = ["127.0.0.0/8"]
+ports = [{cls.w.plain_port}]
+"""
+        cls.gw = harness.Gateway(cls.w, policy=policy).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.cleanup()
+
+    def origin(self, answer):
+        origin = ScriptedOrigin(answer)
+        self.addCleanup(origin.close)
+        return origin
+
+    def test_address_rules_apply_to_plain_http(self):
+        for url in (f"http://plain.test:{self.w.plain_port}/1k.bin",
+                    f"http://127.0.0.1:{self.w.plain_port}/1k.bin"):
+            r = curl(self.gw, url, "-o", "/dev/null", "-w", "%{http_code}", cacert=False)
+            self.assertEqual(r.stdout.decode(), "403", f"{url}: {r.stderr!r}")
+        line = self.gw.wait_log(lambda l: l.get("rule") == "no-plain-port")[0]
+        self.assertEqual(line.get("action"), "block", line)
+
+    def test_the_origin_sees_the_url_host(self):
+        origin = self.origin(lambda n, body: b"HTTP/1.1 204 No Content\r\n\r\n")
+        r = curl(self.gw, f"http://127.0.0.1:{origin.port}/where", "-H", "Host: elsewhere.test",
+                 "-o", "/dev/null", "-w", "%{http_code}", cacert=False)
+        self.assertEqual(r.stdout.decode(), "204", r.stderr)
+        head = origin.requests[0][0].lower()
+        self.assertIn(f"\r\nhost: 127.0.0.1:{origin.port}", head)
+        self.assertNotIn("elsewhere.test", head)
+
+    def test_expect_100_continue_with_an_origin_that_never_sends_100(self):
+        def echo(n, body):
+            return b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+        origin = self.origin(echo)
+        payload = harness.content("expect-upload", 100 * 1024)
+        path = os.path.join(self.gw.dir, "expect-upload.bin")
+        with open(path, "wb") as f:
+            f.write(payload)
+        # curl would stop waiting for the 100 after a second and send the body anyway; make it
+        # wait, so only the gateway's own 100 lets the upload start.
+        r = curl(self.gw, f"http://127.0.0.1:{origin.port}/upload", "-H", "Expect: 100-continue",
+                 "--expect100-timeout", "60", "--data-binary", f"@{path}", "-o", "-",
+                 "--max-time", "20", cacert=False, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, payload)
+        self.assertNotIn("expect:", origin.requests[0][0].lower())
+
+    def test_a_switch_nobody_asked_for_is_refused(self):
+        origin = self.origin(lambda n, body: b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        r = curl(self.gw, f"http://127.0.0.1:{origin.port}/", "-o", "/dev/null",
+                 "-w", "%{http_code}", cacert=False)
+        self.assertEqual(r.stdout.decode(), "502", r.stderr)
+
+    def test_a_chunked_body_with_bare_lf_is_not_forwarded(self):
+        origin = self.origin(lambda n, body: b"HTTP/1.1 204 No Content\r\n\r\n")
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10))
+        local = "%s:%d" % sock.getsockname()[:2]
+        with sock:
+            sock.sendall(f"POST http://127.0.0.1:{origin.port}/ HTTP/1.1\r\nHost: x\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n".encode())
+            answer = harness.read_to_eof(sock, timeout=10)
+        self.assertNotIn(b"204", answer)
+        line = self.gw.wait_log(lambda l: l.get("client") == local)[0]
+        self.assertIn("bare LF", line.get("error", ""), line)
+
+    def test_connect_with_a_url_after_a_request_is_refused(self):
+        # A first request's CONNECT goes to the tunnel code, which wants host:port; a later one
+        # on a kept-alive connection reaches the forwarder, which must not send it on.
+        origin = self.origin(lambda n, body: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10))
+        with sock:
+            sock.sendall(f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                         .encode())
+            status, _, _ = harness.read_http_head(sock)
+            self.assertEqual(status, 200)
+            sock.sendall(f"CONNECT http://127.0.0.1:{origin.port}/ HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{origin.port}\r\n\r\n".encode())
+            status, _, _ = harness.read_http_head(sock)
+        self.assertEqual(status, 400)
+        self.assertEqual(len(origin.requests), 1)
+
+    def test_bytes_after_a_response_never_answer_the_next_request(self):
+        forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+        origin = self.origin(
+            lambda n, body: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + forged)
+        base = f"http://127.0.0.1:{origin.port}"
+        r = curl(self.gw, f"{base}/a", f"{base}/b", cacert=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"okok")
+        self.assertEqual(len(origin.requests), 2)
+
+
 class TimeoutTest(unittest.TestCase):
     """Each phase has its own limit ([timeouts] in the config file, documented in the README);
     a stalled client is cut after its phase's limit and the gateway keeps serving."""

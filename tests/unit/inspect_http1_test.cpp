@@ -730,6 +730,30 @@ INSTANTIATE_TEST_SUITE_P(
                     BadHead{"final CR without LF", "0\r\n\rX"},
                     BadHead{"trailers too large", "0\r\n" + std::string(70000, 'a') + "\r\n\r\n"}));
 
+// A forwarder passes chunked bodies on unchanged, so it accepts only CRLF line ends: a peer that
+// read a bare LF differently would see other chunk boundaries (request smuggling).
+TEST(Http1BodyReader, CrlfOnlyRefusesEveryBareLfTheLenientReaderTakes) {
+    const std::string_view cases[] = {
+        "3\nabc\r\n0\r\n\r\n",      // after the size
+        "3;x=y\nabc\r\n0\r\n\r\n",  // after an extension
+        "3\r\nabc\n0\r\n\r\n",      // after the data
+        "0\r\nX: a\n\r\n",          // ending a trailer
+        "0\r\n\n",                  // the final line
+    };
+    for (const std::string_view body : cases) {
+        BodyReader lenient(kChunked);
+        EXPECT_TRUE(lenient.feed(body).done) << body;
+        BodyReader strict(kChunked, BodyReader::LineEnds::crlf_only);
+        const auto step = strict.feed(body);
+        EXPECT_TRUE(step.error) << body;
+        EXPECT_FALSE(step.done) << body;
+    }
+    BodyReader strict(kChunked, BodyReader::LineEnds::crlf_only);
+    const auto step = strict.feed("3;x=y\r\nabc\r\n0\r\nX: a\r\n\r\n");
+    EXPECT_TRUE(step.done);
+    EXPECT_EQ(strict.payload_bytes(), 3u);
+}
+
 TEST(Http1BodyReader, ErrorsAreSticky) {
     BodyReader reader(kChunked);
     const auto first = reader.feed("zz");
