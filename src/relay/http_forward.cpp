@@ -126,17 +126,36 @@ bool dropped_when_forwarding(std::string_view name) {
            equals_ignoring_case(name, "host") || equals_ignoring_case(name, "expect");
 }
 
+// Fields for the client's connection to us only (RFC 9110 7.6.1): Connection itself, what it
+// names, Keep-Alive and TE.
+bool hop_by_hop(const http1::RequestHead& head, std::string_view name) {
+    return equals_ignoring_case(name, "connection") || equals_ignoring_case(name, "keep-alive") ||
+           equals_ignoring_case(name, "te") ||
+           http1::header_has_token(head.headers, "connection", name);
+}
+
+// The request as the origin gets it: origin form, the URL's host, no hop-by-hop fields but our
+// own Connection field where one is needed (an upgrade keeps its Upgrade field; an HTTP/1.0
+// client that asked for keep-alive keeps asking).
 std::string origin_form_head(const http1::RequestHead& head, const std::string& origin_form,
-                             std::string_view host_field) {
+                             std::string_view host_field, bool upgrade, bool keep_alive) {
     std::string text =
         head.method + " " + origin_form + " HTTP/1." + std::to_string(head.version_minor) + "\r\n";
     text += "Host: ";
     text += host_field;
     text += "\r\n";
     for (const auto& header : head.headers) {
-        if (!dropped_when_forwarding(header.name)) {
-            text += header.name + ": " + header.value + "\r\n";
+        const bool kept_for_upgrade = upgrade && equals_ignoring_case(header.name, "upgrade");
+        if (dropped_when_forwarding(header.name) ||
+            (hop_by_hop(head, header.name) && !kept_for_upgrade)) {
+            continue;
         }
+        text += header.name + ": " + header.value + "\r\n";
+    }
+    if (upgrade) {
+        text += "Connection: upgrade\r\n";
+    } else if (head.version_minor == 0 && keep_alive) {
+        text += "Connection: keep-alive\r\n";
     }
     text += "\r\n";
     return text;
@@ -315,7 +334,8 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
         if (port != 80) {
             host_field += ":" + std::to_string(port);
         }
-        const std::string upstream_head = origin_form_head(head, url->origin_form, host_field);
+        const std::string upstream_head = origin_form_head(head, url->origin_form, host_field,
+                                                           upgrade_requested, client_keep_alive);
         if (!co_await write_observed(*connection, inspect::Side::client, upstream_head)) {
             record.error = "upstream write failed";
             co_return;

@@ -449,6 +449,49 @@ ports = [{cls.w.plain_port}]
         self.assertIn(f"\r\nhost: 127.0.0.1:{origin.port}", head)
         self.assertNotIn("elsewhere.test", head)
 
+    def test_hop_by_hop_fields_stay_on_the_client_connection(self):
+        origin = self.origin(lambda n, body: b"HTTP/1.1 204 No Content\r\n\r\n")
+        r = curl(self.gw, f"http://127.0.0.1:{origin.port}/", "-H", "Connection: x-hop, close",
+                 "-H", "X-Hop: 1", "-H", "Keep-Alive: timeout=5", "-H", "TE: trailers",
+                 "-H", "X-End-To-End: 2", "-o", "/dev/null", "-w", "%{http_code}", cacert=False)
+        self.assertEqual(r.stdout.decode(), "204", r.stderr)
+        head = origin.requests[0][0].lower()
+        for field in ("connection:", "x-hop:", "keep-alive:", "\r\nte:"):
+            self.assertNotIn(field, head)
+        self.assertIn("x-end-to-end: 2", head)
+
+    def test_an_upgrade_still_switches(self):
+        listener = socket.create_server((harness.LOOPBACK, 0))
+        self.addCleanup(listener.close)
+        seen = {}
+
+        def origin():
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                seen["head"] = data.decode("latin-1").lower()
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
+                             b"Connection: upgrade\r\n\r\n")
+                while chunk := conn.recv(4096):
+                    conn.sendall(chunk)
+
+        threading.Thread(target=origin, daemon=True).start()
+        port = listener.getsockname()[1]
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10))
+        with sock:
+            sock.sendall(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+            status, _, rest = harness.read_http_head(sock)
+            self.assertEqual(status, 101)
+            sock.sendall(b"ping")
+            while len(rest) < 4:
+                rest += sock.recv(4096)
+        self.assertEqual(rest, b"ping")
+        self.assertIn("\r\nupgrade: echo", seen["head"])
+        self.assertIn("\r\nconnection: upgrade", seen["head"])
+
     def test_expect_100_continue_with_an_origin_that_never_sends_100(self):
         def echo(n, body):
             return b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
