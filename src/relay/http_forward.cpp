@@ -161,6 +161,20 @@ std::string origin_form_head(const http1::RequestHead& head, const std::string& 
     return text;
 }
 
+// RFC 9112 6.3: a response with both Transfer-Encoding and Content-Length is framed by the
+// former, and a proxy removes the latter, so the client cannot frame the body differently.
+std::string head_without_content_length(const http1::ResponseHead& head) {
+    std::string text = "HTTP/1." + std::to_string(head.version_minor) + " " +
+                       std::to_string(head.status) + " " + head.reason + "\r\n";
+    for (const auto& header : head.headers) {
+        if (!equals_ignoring_case(header.name, "content-length")) {
+            text += header.name + ": " + header.value + "\r\n";
+        }
+    }
+    text += "\r\n";
+    return text;
+}
+
 // Whether the client asked to switch protocols ("Connection: upgrade" with an Upgrade field): a
 // 101 that answers anything else would turn the connection into a tunnel nobody asked for.
 bool requests_upgrade(const http1::RequestHead& head) {
@@ -392,10 +406,17 @@ asio::awaitable<void> forward_plain_http(std::shared_ptr<Connection> connection,
                 upstream_buffer.erase(0, response.head_size);  // not for an HTTP/1.0 client
                 continue;
             }
-            if (!co_await write_observed(*connection, inspect::Side::server, head_bytes)) {
+            std::string rebuilt_head;
+            std::string_view forwarded_head = head_bytes;
+            if (!interim && http1::find_header(response_head.headers, "transfer-encoding") &&
+                http1::find_header(response_head.headers, "content-length")) {
+                rebuilt_head = head_without_content_length(response_head);
+                forwarded_head = rebuilt_head;
+            }
+            if (!co_await write_observed(*connection, inspect::Side::server, forwarded_head)) {
                 co_return;
             }
-            record.bytes_server_to_client += response.head_size;
+            record.bytes_server_to_client += forwarded_head.size();
             upstream_buffer.erase(0, response.head_size);
             if (response_head.status == 101) {
                 // Upgraded (e.g. WebSocket over plain HTTP): from here on, bytes both ways.

@@ -544,6 +544,19 @@ ports = [{cls.w.plain_port}]
         self.assertEqual(status, 400)
         self.assertEqual(len(origin.requests), 1)
 
+    def test_content_length_beside_transfer_encoding_is_removed(self):
+        origin = self.origin(lambda n, body: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                             b"Content-Length: 100\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        sock = socket.create_connection((harness.LOOPBACK, self.gw.port), timeout=t(10))
+        with sock:
+            sock.sendall(f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            answer = harness.read_to_eof(sock, timeout=10)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK"), answer)
+        self.assertNotIn(b"content-length", head.lower())
+        self.assertEqual(body, b"2\r\nok\r\n0\r\n\r\n")
+
     def test_bytes_after_a_response_never_answer_the_next_request(self):
         forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
         origin = self.origin(
