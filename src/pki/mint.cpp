@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "common/hostname.hpp"
+#include "common/text.hpp"
 #include "pki/x509_build.hpp"
 
 namespace tlsgate::pki {
@@ -240,6 +241,15 @@ bool same_key(EVP_PKEY* a, EVP_PKEY* b) {
     return equal;
 }
 
+// Whether a SAN entry of `properties` is its common name.
+bool names_common_name(const CertProperties& properties) {
+    const std::string& cn = properties.common_name;
+    return std::any_of(properties.dns_names.begin(), properties.dns_names.end(),
+                       [&](const std::string& name) { return equals_ignoring_case(name, cn); }) ||
+           std::any_of(properties.ip_addresses.begin(), properties.ip_addresses.end(),
+                       [&](const IpAddress& address) { return address.to_string() == cn; });
+}
+
 // The names of `upstream` (first CN and the SANs a leaf may carry), with `serial`.
 Result<CertProperties> copy_names(X509* upstream, const std::array<std::uint8_t, 16>& serial) {
     CertProperties properties;
@@ -269,6 +279,12 @@ Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, s
     CertProperties& properties = *named;
     if (auto appended = append_sni(sni, properties); !appended) {
         return make_error(appended.error());
+    }
+    // Mostly only shown, but a client that falls back to the CN (OpenSSL's does when a certificate
+    // has no DNS SAN) would take it for a name, which verification never checked (SANs only):
+    // without a DNS SAN, the leaf keeps it only when one of its SAN entries carries it.
+    if (properties.dns_names.empty() && !names_common_name(properties)) {
+        properties.common_name.clear();
     }
     if (properties.dns_names.empty() && properties.ip_addresses.empty()) {
         return make_error(

@@ -29,11 +29,12 @@ struct CertProperties {
 inline constexpr long kMaxLeafValiditySeconds = 397L * 24 * 3600;
 
 // Names and validity for a leaf standing in for `upstream`, which the caller has verified for
-// `sni`: subject CN (first CN, at most 64 characters) and every SAN dNSName/iPAddress copied from
-// it (other SAN kinds and non-printable names are left out); `sni` (validated, lower-cased)
-// appended as a dNSName, or as an iPAddress when it is an IP literal, unless already listed
-// (compared case-insensitively); notBefore = max(now - 1 hour, upstream notBefore); notAfter =
-// min(upstream notAfter, now + 397 days). Errors when nothing is named or the window is empty.
+// `sni`: subject CN (first CN, at most 64 characters; left out when the leaf would have no DNS
+// name and no SAN entry carries it, as clients then read it as one) and every SAN dNSName/iPAddress
+// copied from it (other SAN kinds and non-printable names are left out); `sni` (validated,
+// lower-cased) appended as a dNSName, or as an iPAddress when it is an IP literal, unless already
+// listed (compared case-insensitively); notBefore = max(now - 1 hour, upstream notBefore); notAfter
+// = min(upstream notAfter, now + 397 days). Errors when nothing is named or the window is empty.
 // `serial` comes from the caller (random), so this stays pure.
 Result<CertProperties> mirror_properties(X509* upstream, std::string_view sni, std::time_t now,
                                          const std::array<std::uint8_t, 16>& serial);

@@ -332,6 +332,20 @@ struct InterceptedLegs {
     }
 };
 
+// A resumed session's certificate must carry the name this connection verifies (none to check
+// when the connection has no name: the leaf then mirrors the certificate's own names).
+std::optional<tls::VerifyFailure> resumed_name_failure(X509* upstream_cert,
+                                                       const std::string& verify_name) {
+    if (verify_name.empty() || tls::certificate_carries_name(upstream_cert, verify_name)) {
+        return std::nullopt;
+    }
+    const bool is_ip = IpAddress::parse(verify_name).has_value();
+    auto failure = tls::classify_verify_result(is_ip ? X509_V_ERR_IP_ADDRESS_MISMATCH
+                                                     : X509_V_ERR_HOSTNAME_MISMATCH);
+    failure.detail = "resumed session's certificate does not carry " + verify_name;
+    return failure;
+}
+
 // Upstream first, then the client: the client is shown a certificate only after the real server's
 // chain and name were verified, and only with what upstream negotiated (version cap, ALPN).
 asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
@@ -368,9 +382,19 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
         }
         tls::use_intermediate_cache(upstream_ssl.get(), &worker.intermediates);
         tls::UpstreamSessionCache::remember_as(upstream_ssl.get(), &session_key);
-        if (connection.upstream_session_to_resume) {
-            // Verified in full on the control connection, for the same name and server.
-            SSL_set_session(upstream_ssl.get(), connection.upstream_session_to_resume.get());
+        if (SSL_SESSION* control = connection.upstream_session_to_resume.get();
+            control != nullptr &&
+            (verify_name.empty() ||
+             tls::certificate_carries_name(SSL_SESSION_get0_peer(control), verify_name))) {
+            // An FTP data connection resumes its control connection's session (verified in full
+            // there, with the same server): only for a name that session's certificate carries,
+            // as OpenSSL checks none when it resumes. A copy, as the control connection's
+            // worker may still use the original.
+            std::unique_ptr<SSL_SESSION, decltype(&SSL_SESSION_free)> copy(SSL_SESSION_dup(control),
+                                                                           SSL_SESSION_free);
+            if (copy) {
+                SSL_set_session(upstream_ssl.get(), copy.get());
+            }
         } else {
             worker.upstream_sessions.offer(upstream_ssl.get(), session_key);
         }
@@ -425,8 +449,9 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
                            SSL_get_cipher_name(upstream.ssl()),
                            SSL_session_reused(upstream.ssl()) == 1};
 
-    // A resumed session was verified in full (chain, name, own-CA check) when it was made, for
-    // this same name and address; it carries the certificate but not the chain.
+    // A resumed session was verified in full (chain, name, own-CA check) when it was made; it
+    // carries the certificate but not the chain. Its name is checked again here: OpenSSL resumes
+    // whatever session it is given, for any SNI, and the leaf below is minted for this name.
     const bool resumed = SSL_session_reused(upstream.ssl()) == 1;
     X509* upstream_cert = SSL_get0_peer_certificate(upstream.ssl());
     STACK_OF(X509)* chain = SSL_get0_verified_chain(upstream.ssl());
@@ -445,7 +470,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> owner,
     record.upstream_issuer = pki::one_line_name(X509_get_issuer_name(upstream_cert));
     record.upstream_sha256 = fingerprint;
     if (const auto failure =
-            resumed ? std::nullopt
+            resumed ? resumed_name_failure(upstream_cert, verify_name)
                     : tls::check_verified_chain(upstream.ssl(), worker.shared.upstream_checks)) {
         worker.upstream_sessions.forget(session_key);
         ++worker.counters.upstream_verify_failed;

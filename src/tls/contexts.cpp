@@ -15,6 +15,10 @@
 namespace tlsgate::tls {
 namespace {
 
+// Names in SAN entries only (no subject CN fallback), and a wildcard only as a whole label.
+constexpr unsigned int kNameCheckFlags =
+    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+
 // TLS 1.2 suites: ECDHE key exchange with AEAD only. TLS 1.3 suites are all AEAD.
 constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -176,6 +180,17 @@ Result<pki::SslCtxPtr> make_client_facing_context() {
     return context;
 }
 
+bool certificate_carries_name(X509* cert, std::string_view verify_name) {
+    const std::string name(verify_name);
+    if (cert == nullptr || name.empty()) {
+        return false;
+    }
+    if (IpAddress::parse(name)) {
+        return X509_check_ip_asc(cert, name.c_str(), 0) == 1;
+    }
+    return X509_check_host(cert, name.c_str(), name.size(), kNameCheckFlags, nullptr) == 1;
+}
+
 Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_view verify_name,
                                     const std::vector<std::string>& alpn_offer) {
     const std::string name(verify_name);
@@ -187,15 +202,15 @@ Result<void> configure_upstream_ssl(SSL* ssl, std::string_view sni, std::string_
         }
     }
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    X509_VERIFY_PARAM_set_hostflags(
-        param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (name.empty()) {
-        return {};  // chain only: the caller mirrors the names and the client checks them
-    }
-    const int set = name_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
-                               : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
-    if (set != 1) {
-        return make_error("cannot set the verification name: " + pki::last_openssl_error());
+    X509_VERIFY_PARAM_set_hostflags(param, kNameCheckFlags);
+    // An empty name verifies the chain only: the caller mirrors the names and the client checks
+    // them.
+    if (!name.empty()) {
+        const int set = name_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
+                                   : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+        if (set != 1) {
+            return make_error("cannot set the verification name: " + pki::last_openssl_error());
+        }
     }
     if (!alpn_offer.empty()) {
         std::vector<unsigned char> wire;

@@ -54,6 +54,11 @@ struct VerifyFailure {
 };
 VerifyFailure classify_verify_result(long verify_result);
 
+// Whether `cert` carries `verify_name` as configure_upstream_ssl checks it (SAN dNSName without CN
+// fallback or partial wildcards, or SAN iPAddress for an IP literal). OpenSSL checks no name when
+// it resumes a session, whatever the SNI: a resumed session is only as good as this check.
+bool certificate_carries_name(X509* cert, std::string_view verify_name);
+
 std::string version_name(const SSL* ssl);   // "TLSv1.3"
 std::string selected_alpn(const SSL* ssl);  // "" when none
 

@@ -796,6 +796,27 @@ TEST_F(Mirror, WithoutCommonNameOrSans) {
     EXPECT_NE(without_sni.error().find("no SNI"), std::string::npos) << without_sni.error();
 }
 
+// OpenSSL-based clients take the CN for a host name when a certificate has no DNS SAN, and
+// upstream verification checked SANs only: such a leaf must not carry an unproven CN.
+TEST_F(Mirror, WithoutDnsNamesKeepsOnlyACommonNameASanProves) {
+    X509Ptr ip_only = upstream({.common_name = "bank.example", .ip_addresses = {"192.0.2.1"}});
+    auto unproven = mirror_properties(ip_only.get(), "192.0.2.1", now_, serial_of(1));
+    ASSERT_TRUE(unproven) << unproven.error();
+    EXPECT_TRUE(unproven->common_name.empty());
+    EXPECT_TRUE(unproven->dns_names.empty());
+
+    X509Ptr ip_named = upstream({.common_name = "192.0.2.1", .ip_addresses = {"192.0.2.1"}});
+    auto proven = mirror_properties(ip_named.get(), "", now_, serial_of(1));
+    ASSERT_TRUE(proven) << proven.error();
+    EXPECT_EQ(proven->common_name, "192.0.2.1");
+
+    // With a DNS SAN no client falls back to the CN: it is mirrored as it is.
+    X509Ptr titled = upstream({.common_name = "Example Web Server", .dns_names = {"a.example"}});
+    auto mirrored = mirror_properties(titled.get(), "a.example", now_, serial_of(1));
+    ASSERT_TRUE(mirrored) << mirrored.error();
+    EXPECT_EQ(mirrored->common_name, "Example Web Server");
+}
+
 TEST_F(Mirror, RejectsBadServerNamesAndOverlongCommonNames) {
     X509Ptr cert = upstream({.dns_names = {"a.example"}});
     for (const char* sni : {"bad name", "evil.example\r\nX: y", "-lead.example", "a..b"}) {
