@@ -14,8 +14,8 @@ asio::awaitable<std::error_code> append_available(asio::ip::tcp::socket& socket,
         std::error_code error;
         co_await socket.async_wait(asio::ip::tcp::socket::wait_read,
                                    asio::redirect_error(asio::use_awaitable, error));
-        if (!error) {
-            socket.non_blocking(true, error);
+        if (!error && !socket.non_blocking()) {
+            socket.non_blocking(true, error);  // an ioctl: once per socket, not per read
         }
         std::size_t n = 0;
         if (!error) {
